@@ -1,0 +1,150 @@
+"""Writes to the archive. One door: `instance_store` (DESIGN.md: one door per action)."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+from django.db import DatabaseError, IntegrityError, transaction
+from pydicom.dataset import Dataset
+
+from archive import storage
+from archive.dicomio import IndexAttrs, check_complete, read_index
+from archive.errors import DatasetMismatch, DuplicateConflict, OutOfResources
+from archive.models import Instance, Patient, Series, Study
+
+log = logging.getLogger(__name__)
+
+# Called inside the store's transaction once the index rows exist; raising a StoreError
+# there rolls the whole store back (how rv turns an RT Plan into clinical data, or refuses it).
+OnIndexed = Callable[[Instance, Dataset], None]
+
+
+@dataclass(frozen=True)
+class StoreResult:
+    outcome: Literal["stored", "duplicate"]
+    instance: Instance
+
+
+def instance_store(
+    *,
+    data: bytes,
+    calling_ae: str = "",
+    source: str = "c-store",
+    expected_sop_class: str | None = None,
+    allowed_sop_classes: frozenset[str] | None = None,
+    on_indexed: OnIndexed | None = None,
+) -> StoreResult:
+    """Store one DICOM Part 10 object, bytes as given, and index it.
+
+    Returns only once the file is fsynced in place and its index row committed. Sending the
+    identical object again is a "duplicate" success that writes nothing; a different object
+    under a SOP Instance UID already held raises DuplicateConflict and keeps the original.
+    Raises a StoreError subclass (with its DICOM status) for anything else refused.
+    """
+    ds, attrs = read_index(data)
+    check_complete(data, ds.file_meta.TransferSyntaxUID)
+    if expected_sop_class is not None and attrs.sop_class_uid != expected_sop_class:
+        raise DatasetMismatch(
+            f"the data set's SOP Class UID {attrs.sop_class_uid} does not match the "
+            f"presentation context's {expected_sop_class}")
+    if allowed_sop_classes is not None and attrs.sop_class_uid not in allowed_sop_classes:
+        raise DatasetMismatch(f"SOP Class {attrs.sop_class_uid} is not one this archive stores")
+    sha256 = hashlib.sha256(data).hexdigest()
+
+    existing = _existing(attrs.sop_instance_uid, sha256)
+    if existing is not None:
+        return StoreResult("duplicate", existing)
+
+    try:
+        rel, created = storage.write_durably(data, sha256)
+    except OSError as exc:
+        log.error("storing %s failed: %s", attrs.sop_instance_uid, exc)
+        raise OutOfResources(f"the archive cannot write the file: {exc.strerror or exc}") from exc
+
+    stored = False
+    try:
+        try:
+            instance = _index(attrs, sha256=sha256, size=len(data), rel=rel,
+                              calling_ae=calling_ae, source=source, ds=ds,
+                              on_indexed=on_indexed)
+        except IntegrityError:
+            # Another association stored this SOP Instance UID between our check and insert.
+            existing = _existing(attrs.sop_instance_uid, sha256)
+            if existing is None:
+                raise OutOfResources("the index refused the object; send it again") from None
+            return StoreResult("duplicate", existing)
+        except DatabaseError as exc:
+            log.error("indexing %s failed: %s", attrs.sop_instance_uid, exc)
+            raise OutOfResources(f"the index database is unavailable: {exc}") from exc
+        stored = True
+        return StoreResult("stored", instance)
+    finally:
+        # Leave no stray file: remove what this call wrote unless a committed row holds it.
+        if created and not stored and not _held(sha256):
+            storage.remove(rel)
+
+
+def _held(sha256: str) -> bool:
+    try:
+        return Instance.objects.filter(sha256=sha256).exists()
+    except DatabaseError:
+        return True  # cannot tell: keep the file; an orphan is safer than a lost object
+
+
+def _existing(sop_instance_uid: str, sha256: str) -> Instance | None:
+    held = Instance.objects.filter(sop_instance_uid=sop_instance_uid).first()
+    if held is None:
+        return None
+    if held.sha256 == sha256:
+        return held
+    log.warning("refused a different object under SOP Instance UID %s (held sha256 %s, "
+                "offered %s)", sop_instance_uid, held.sha256, sha256)
+    raise DuplicateConflict(
+        f"Different object under a stored SOP Instance UID; original kept: {sop_instance_uid} "
+        "(a changed object needs a new SOP Instance UID)")
+
+
+@transaction.atomic
+def _index(attrs: IndexAttrs, *, sha256: str, size: int, rel: str, calling_ae: str,
+           source: str, ds: Dataset, on_indexed: OnIndexed | None) -> Instance:
+    patient, _ = Patient.objects.get_or_create(
+        patient_id=attrs.patient_id, issuer_of_patient_id=attrs.issuer_of_patient_id,
+        defaults={"patient_name": attrs.patient_name, "birth_date": attrs.patient_birth_date,
+                  "sex": attrs.patient_sex},
+    )
+    study, _ = Study.objects.get_or_create(
+        study_instance_uid=attrs.study_instance_uid,
+        defaults={"patient": patient, "study_date": attrs.study_date,
+                  "study_time": attrs.study_time, "accession_number": attrs.accession_number,
+                  "study_id": attrs.study_id, "study_description": attrs.study_description,
+                  "referring_physician_name": attrs.referring_physician_name},
+    )
+    if study.patient_id != patient.pk:
+        raise DatasetMismatch(
+            f"Patient mismatch: patient ID '{attrs.patient_id}' but Study Instance UID "
+            f"{attrs.study_instance_uid} belongs to patient ID '{study.patient.patient_id}'")
+    series, _ = Series.objects.get_or_create(
+        series_instance_uid=attrs.series_instance_uid,
+        defaults={"study": study, "modality": attrs.modality,
+                  "series_number": attrs.series_number,
+                  "series_description": attrs.series_description,
+                  "series_date": attrs.series_date, "series_time": attrs.series_time},
+    )
+    if series.study_id != study.pk:
+        raise DatasetMismatch(
+            f"Study mismatch: Series Instance UID {attrs.series_instance_uid} belongs to "
+            f"study {series.study.study_instance_uid}, not {attrs.study_instance_uid}")
+    instance = Instance.objects.create(
+        series=series, sop_instance_uid=attrs.sop_instance_uid,
+        sop_class_uid=attrs.sop_class_uid, instance_number=attrs.instance_number,
+        content_date=attrs.content_date, content_time=attrs.content_time,
+        transfer_syntax_uid=attrs.transfer_syntax_uid, sha256=sha256, size=size, path=rel,
+        calling_ae=calling_ae[:16], source=source,
+    )
+    if on_indexed is not None:
+        on_indexed(instance, ds)
+    return instance

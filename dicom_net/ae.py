@@ -1,0 +1,154 @@
+"""Verity's Application Entity: what it accepts, and who may associate with it."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+from typing import Any
+
+from django.conf import settings
+from django.db import close_old_connections
+from pydicom.uid import (
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    JPEG2000,
+    JPEG2000Lossless,
+    JPEGBaseline8Bit,
+    JPEGExtended12Bit,
+    JPEGLosslessSV1,
+    JPEGLSLossless,
+    JPEGLSNearLossless,
+    RLELossless,
+    JPEGLossless,
+)
+from pynetdicom import AE
+from pynetdicom.sop_class import (
+    CTImageStorage,
+    EnhancedCTImageStorage,
+    EnhancedMRImageStorage,
+    EnhancedPETImageStorage,
+    MRImageStorage,
+    MultiFrameGrayscaleByteSecondaryCaptureImageStorage,
+    MultiFrameGrayscaleWordSecondaryCaptureImageStorage,
+    MultiFrameTrueColorSecondaryCaptureImageStorage,
+    PositronEmissionTomographyImageStorage,
+    RTBeamsTreatmentRecordStorage,
+    RTBrachyTreatmentRecordStorage,
+    RTDoseStorage,
+    RTImageStorage,
+    RTIonBeamsTreatmentRecordStorage,
+    RTIonPlanStorage,
+    RTPlanStorage,
+    RTStructureSetStorage,
+    RTTreatmentSummaryRecordStorage,
+    SecondaryCaptureImageStorage,
+    Verification,
+)
+from pynetdicom.transport import ThreadedAssociationServer
+
+from dicom_net.models import Node
+
+log = logging.getLogger(__name__)
+
+# CONTRACT.md: the RT objects and the images that come with them.
+STORAGE_SOP_CLASSES = [
+    RTPlanStorage,
+    RTIonPlanStorage,
+    RTImageStorage,
+    RTStructureSetStorage,
+    RTDoseStorage,
+    RTBeamsTreatmentRecordStorage,
+    RTBrachyTreatmentRecordStorage,
+    RTIonBeamsTreatmentRecordStorage,
+    RTTreatmentSummaryRecordStorage,
+    CTImageStorage,
+    EnhancedCTImageStorage,
+    MRImageStorage,
+    EnhancedMRImageStorage,
+    PositronEmissionTomographyImageStorage,
+    EnhancedPETImageStorage,
+    SecondaryCaptureImageStorage,
+    MultiFrameGrayscaleByteSecondaryCaptureImageStorage,
+    MultiFrameGrayscaleWordSecondaryCaptureImageStorage,
+    MultiFrameTrueColorSecondaryCaptureImageStorage,
+]
+
+UNCOMPRESSED_TRANSFER_SYNTAXES = [
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+]
+# Compressed objects are stored as they come: never decoded, never transcoded.
+COMPRESSED_TRANSFER_SYNTAXES = [
+    JPEGBaseline8Bit,
+    JPEGExtended12Bit,
+    JPEGLossless,
+    JPEGLosslessSV1,
+    JPEGLSLossless,
+    JPEGLSNearLossless,
+    JPEG2000Lossless,
+    JPEG2000,
+    RLELossless,
+]
+STORAGE_TRANSFER_SYNTAXES = UNCOMPRESSED_TRANSFER_SYNTAXES + COMPRESSED_TRANSFER_SYNTAXES
+
+
+class VerityAE(AE):
+    """An AE whose list of permitted calling AE titles is read from the node registry.
+
+    pynetdicom checks `require_calling_aet` once per association request; reading it from
+    the database here makes a node added with `dicom_node add` welcome without a restart.
+    An association from an unregistered AE is rejected with "calling AE title not
+    recognised" (PS3.8 9.3.4) unless RV_ACCEPT_UNKNOWN_AE is set.
+    """
+
+    _NOBODY = ["\x00"]  # a title no peer can have: an empty list would let everyone in
+
+    @property  # type: ignore[override]
+    def require_calling_aet(self) -> list[str]:
+        if settings.RV_ACCEPT_UNKNOWN_AE:
+            return []
+        close_old_connections()
+        titles = list(Node.objects.values_list("ae_title", flat=True).distinct())
+        return titles or self._NOBODY
+
+    @require_calling_aet.setter
+    def require_calling_aet(self, ae_titles: list[str]) -> None:
+        raise AttributeError("calling AE titles come from the node registry (dicom_node add)")
+
+
+class ReusePortServer(ThreadedAssociationServer):
+    """Several SCP processes may listen on one port; the kernel spreads connections."""
+
+    daemon_threads = True
+
+    def server_bind(self) -> None:
+        if hasattr(socket, "SO_REUSEPORT"):
+            self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        super().server_bind()
+
+
+def build_ae(*, ae_title: str | None = None) -> VerityAE:
+    ae = VerityAE(ae_title=ae_title or settings.RV_AE_TITLE)
+    ae.maximum_pdu_size = settings.RV_MAX_PDU
+    ae.maximum_associations = 50
+    ae.require_called_aet = True
+    ae.add_supported_context(Verification)
+    for sop_class in STORAGE_SOP_CLASSES:
+        ae.add_supported_context(sop_class, STORAGE_TRANSFER_SYNTAXES)
+    return ae
+
+
+def start_server(*, ae: VerityAE, host: str, port: int,
+                 handlers: list[Any]) -> ThreadedAssociationServer:
+    """Start listening without blocking; returns the running server."""
+    server = ae.make_server((host, port), evt_handlers=handlers, server_class=ReusePortServer)
+    ae._servers.append(server)  # so ae.shutdown() and active_associations know it
+    thread = threading.Thread(target=server.serve_forever, name=f"scp@{port}", daemon=True)
+    thread.start()
+    log.info("%s listening on %s:%s", ae.ae_title, host, server.server_address[1])
+    return server

@@ -1,0 +1,174 @@
+"""DICOM event handlers: thin doors into service functions, bound in one list (HANDLERS)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.conf import settings
+from django.db import DatabaseError, close_old_connections, connections
+from django.utils import timezone
+from pydicom.dataset import Dataset
+from pynetdicom import evt
+from pynetdicom.events import Event
+
+from archive.errors import StoreError
+from dicom_net.models import AssociationLog, Node
+from rv.ingest import object_receive
+
+log = logging.getLogger(__name__)
+
+MAX_LOGGED_FAILURES = 50
+# PS3.7 C.4: 0x0124 Refused: not authorized (a registered peer without the role).
+NOT_AUTHORIZED = 0x0124
+
+
+@dataclass
+class _AssocState:
+    log_id: int | None = None
+    stored: int = 0
+    duplicates: int = 0
+    failed: int = 0
+    echoes: int = 0
+    failures: list[dict[str, Any]] = field(default_factory=list)
+    may_store: bool = True
+    finished: bool = False
+
+
+_states: dict[int, _AssocState] = {}
+_states_lock = threading.Lock()
+
+
+def _state(event: Event) -> _AssocState:
+    key = id(event.assoc)
+    with _states_lock:
+        state = _states.get(key)
+        if state is None:
+            state = _states[key] = _AssocState()
+        return state
+
+
+def _status(code: int, comment: str = "") -> Dataset:
+    ds = Dataset()
+    ds.Status = code
+    if comment:
+        ds.ErrorComment = comment[:64]  # (0000,0902) is LO: 64 characters at most
+    return ds
+
+
+def _peer(event: Event) -> tuple[str, int | None]:
+    requestor = event.assoc.requestor
+    return str(requestor.address or ""), requestor.port
+
+
+def handle_accepted(event: Event) -> None:
+    state = _state(event)
+    calling = event.assoc.requestor.ae_title.strip()
+    host, port = _peer(event)
+    close_old_connections()
+    try:
+        if not settings.RV_ACCEPT_UNKNOWN_AE:
+            state.may_store = Node.objects.filter(ae_title=calling, can_store=True).exists()
+        row = AssociationLog.objects.create(
+            calling_ae=calling, called_ae=event.assoc.acceptor.ae_title.strip(),
+            peer_host=host, peer_port=port, pid=os.getpid())
+        state.log_id = row.pk
+    except DatabaseError as exc:
+        log.error("association log unavailable: %s", exc)
+
+
+def handle_rejected(event: Event) -> None:
+    host, port = _peer(event)
+    calling = event.assoc.requestor.ae_title.strip()
+    log.warning("rejected association from %s at %s:%s", calling, host, port)
+    close_old_connections()
+    try:
+        AssociationLog.objects.create(
+            calling_ae=calling, called_ae=(event.assoc.acceptor.ae_title or "").strip(),
+            peer_host=host, peer_port=port, pid=os.getpid(), ended_at=timezone.now(),
+            outcome=AssociationLog.Outcome.REJECTED,
+            reason="calling AE title not registered (dicom_node add) or wrong called AE")
+    except DatabaseError as exc:
+        log.error("association log unavailable: %s", exc)
+    finally:
+        _forget(event)
+
+
+def _finish(event: Event, outcome: str) -> None:
+    state = _state(event)
+    if state.finished:
+        return
+    state.finished = True
+    try:
+        if state.log_id is not None:
+            AssociationLog.objects.filter(pk=state.log_id).update(
+                ended_at=timezone.now(), outcome=outcome, stored=state.stored,
+                duplicates=state.duplicates, failed=state.failed, echoes=state.echoes,
+                failures=state.failures)
+    except DatabaseError as exc:
+        log.error("association log unavailable: %s", exc)
+    finally:
+        _forget(event)
+        if threading.current_thread() is event.assoc:
+            connections.close_all()
+
+
+def _forget(event: Event) -> None:
+    with _states_lock:
+        _states.pop(id(event.assoc), None)
+
+
+def handle_released(event: Event) -> None:
+    _finish(event, AssociationLog.Outcome.RELEASED)
+
+
+def handle_aborted(event: Event) -> None:
+    _finish(event, AssociationLog.Outcome.ABORTED)
+
+
+def handle_echo(event: Event) -> int:
+    _state(event).echoes += 1
+    return 0x0000
+
+
+def handle_store(event: Event) -> Dataset | int:
+    """C-STORE: success only once the file is durable and its index row committed."""
+    state = _state(event)
+    calling = event.assoc.requestor.ae_title.strip()
+    if not state.may_store:
+        state.failed += 1
+        return _status(NOT_AUTHORIZED, f"{calling} is not registered to send objects here")
+    try:
+        result = object_receive(
+            data=event.encoded_dataset(include_meta=True), calling_ae=calling,
+            source="c-store", expected_sop_class=event.context.abstract_syntax)
+    except StoreError as exc:
+        state.failed += 1
+        if len(state.failures) < MAX_LOGGED_FAILURES:
+            sop_uid = str(event.request.AffectedSOPInstanceUID or "")
+            state.failures.append({"sop_instance_uid": sop_uid, "status": f"0x{exc.status:04X}",
+                                   "comment": exc.comment})
+        log.warning("C-STORE from %s refused (0x%04X): %s", calling, exc.status, exc.comment)
+        return _status(exc.status, exc.comment)
+    except Exception as exc:  # never let the peer wait on a crash: answer, then log loudly
+        state.failed += 1
+        log.exception("C-STORE from %s failed unexpectedly", calling)
+        return _status(0xA700, f"internal error: {type(exc).__name__}")
+    if result.outcome == "duplicate":
+        state.duplicates += 1
+    else:
+        state.stored += 1
+    return 0x0000
+
+
+HANDLERS = [
+    (evt.EVT_ACCEPTED, handle_accepted),
+    (evt.EVT_REJECTED, handle_rejected),
+    (evt.EVT_RELEASED, handle_released),
+    (evt.EVT_ABORTED, handle_aborted),
+    (evt.EVT_C_ECHO, handle_echo),
+    (evt.EVT_C_STORE, handle_store),
+]

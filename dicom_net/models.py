@@ -1,0 +1,72 @@
+"""The registry of DICOM peers and the association log."""
+
+from __future__ import annotations
+
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
+from django.db import models
+
+# PS3.5 6.2: AE is up to 16 characters of the default repertoire, no backslash or controls.
+ae_title_validator = RegexValidator(r"^[ -\[\]-~]{1,16}$", "An AE title is 1 to 16 printable "
+                                    "ASCII characters without a backslash.")
+
+
+class Node(models.Model):
+    """A DICOM peer. Roles say what it may do with us and what we do with it."""
+
+    name = models.SlugField(max_length=64, unique=True)
+    ae_title = models.CharField(max_length=16, validators=[ae_title_validator], db_index=True)
+    host = models.CharField(max_length=255)
+    port = models.PositiveIntegerField(validators=[MinValueValidator(1),
+                                                   MaxValueValidator(65535)])
+    can_store = models.BooleanField(default=True, help_text="may send objects to us (C-STORE)")
+    can_query = models.BooleanField(default=True, help_text="may query and retrieve from us")
+    move_destination = models.BooleanField(default=False,
+                                           help_text="may be named as a C-MOVE destination")
+    receives_exports = models.BooleanField(default=False,
+                                           help_text="gets our treatment records by C-STORE")
+    description = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    ROLE_FIELDS = ("can_store", "can_query", "move_destination", "receives_exports")
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.ae_title}@{self.host}:{self.port})"
+
+    @property
+    def roles(self) -> list[str]:
+        return [field for field in self.ROLE_FIELDS if getattr(self, field)]
+
+
+class AssociationLog(models.Model):
+    """One row per association: who, when, what, and how it ended."""
+
+    class Outcome(models.TextChoices):
+        OPEN = "open"
+        RELEASED = "released"
+        ABORTED = "aborted"
+        REJECTED = "rejected"
+
+    started_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    calling_ae = models.CharField(max_length=16, db_index=True)
+    called_ae = models.CharField(max_length=16)
+    peer_host = models.CharField(max_length=255)
+    peer_port = models.PositiveIntegerField(null=True)
+    outcome = models.CharField(max_length=16, choices=Outcome.choices, default=Outcome.OPEN)
+    reason = models.CharField(max_length=200, blank=True)
+    stored = models.PositiveIntegerField(default=0)
+    duplicates = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)
+    echoes = models.PositiveIntegerField(default=0)
+    failures = models.JSONField(default=list, blank=True,
+                                help_text="the first failures: SOP Instance UID, status, comment")
+    pid = models.PositiveIntegerField(null=True)
+
+    class Meta:
+        ordering = ["-started_at"]
+
+    def __str__(self) -> str:
+        return f"{self.calling_ae} {self.started_at:%Y-%m-%d %H:%M:%S} {self.outcome}"

@@ -1,0 +1,32 @@
+"""Archive pages: patients (searchable) and a study with its series."""
+
+from __future__ import annotations
+
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, render
+
+from archive.models import Patient, Study
+from archive.selectors import patient_list, series_list_for_study, study_list_for_patient
+
+
+@login_required
+def patients(request: HttpRequest) -> HttpResponse:
+    search = request.GET.get("q", "")
+    page = Paginator(patient_list(search=search), 50).get_page(request.GET.get("page"))
+    return render(request, "rv/patients.html", {"page": page, "q": search})
+
+
+@login_required
+def patient_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    patient = get_object_or_404(Patient, pk=pk)
+    return render(request, "rv/patient.html",
+                  {"patient": patient, "studies": study_list_for_patient(patient=patient)})
+
+
+@login_required
+def study_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    study = get_object_or_404(Study.objects.select_related("patient"), pk=pk)
+    series = series_list_for_study(study=study)
+    return render(request, "rv/study.html", {"study": study, "series": series})
