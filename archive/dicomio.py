@@ -171,7 +171,7 @@ def check_complete(data: bytes, transfer_syntax: UID) -> None:
     try:
         _walk(body, 0, len(body), _syntax_of(transfer_syntax), 0, until=None)
     except (_Truncated, struct.error) as exc:
-        raise CannotUnderstand(f"data set is truncated or malformed: {exc}") from exc
+        raise CannotUnderstand(f"Data set truncated or malformed: {exc}") from exc
 
 
 def ensure_part10(raw: bytes) -> bytes:
@@ -282,12 +282,7 @@ def read_index(data: bytes) -> tuple[Dataset, IndexAttrs]:
             ("Study Instance UID", study_uid), ("Series Instance UID", series_uid),
         ) if not value]
         if missing:
-            raise DatasetMismatch("the data set has no " + ", no ".join(missing))
-        meta_instance = str(meta.get("MediaStorageSOPInstanceUID", "") or "").strip()
-        if meta_instance and meta_instance != sop_instance:
-            raise DatasetMismatch(
-                f"Media Storage SOP Instance UID {meta_instance} differs from the data set's "
-                f"SOP Instance UID {sop_instance}")
+            raise DatasetMismatch("Missing " + ", ".join(missing) + " in the data set")
         attrs = IndexAttrs(
             transfer_syntax_uid=str(ts),
             sop_class_uid=sop_class,

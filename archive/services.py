@@ -49,8 +49,8 @@ def instance_store(
     check_complete(data, ds.file_meta.TransferSyntaxUID)
     if expected_sop_class is not None and attrs.sop_class_uid != expected_sop_class:
         raise DatasetMismatch(
-            f"the data set's SOP Class UID {attrs.sop_class_uid} does not match the "
-            f"presentation context's {expected_sop_class}")
+            f"SOP Class mismatch: data set {attrs.sop_class_uid}, presentation context "
+            f"{expected_sop_class}")
     if allowed_sop_classes is not None and attrs.sop_class_uid not in allowed_sop_classes:
         raise DatasetMismatch(f"SOP Class {attrs.sop_class_uid} is not one this archive stores")
     sha256 = hashlib.sha256(data).hexdigest()
