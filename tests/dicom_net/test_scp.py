@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import io
 
+
 from pathlib import Path
 
 import pytest
 from pydicom import dcmread
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, generate_uid
 from pynetdicom import AE
-from pynetdicom.dimse_primitives import C_STORE
+from pynetdicom import _config as pynetdicom_config
 from pynetdicom.sop_class import CTImageStorage, RTPlanStorage, Verification
 
 from archive import storage
@@ -89,33 +90,24 @@ def test_resend_is_success_and_stores_nothing_new(live_scp: tuple[str, int],
     eventually(logged)
 
 
-def _send_raw(addr: tuple[str, int], sop_class: str, sop_instance: str, data_set: bytes,
-              syntax: str = ExplicitVRLittleEndian) -> C_STORE:
-    """A C-STORE whose data set bytes go on the wire exactly as given (no pydicom checks)."""
-    assoc = _assoc(addr, sop_class, syntaxes=[syntax])
-    assert assoc.is_established
-    try:
-        context = next(c for c in assoc.accepted_contexts if c.abstract_syntax == sop_class)
-        req = C_STORE()
-        req.MessageID = 1
-        req.AffectedSOPClassUID = sop_class
-        req.AffectedSOPInstanceUID = sop_instance
-        req.Priority = 2
-        req.DataSet = io.BytesIO(data_set)
-        assoc.dimse.send_msg(req, context.context_id)
-        _, rsp = assoc.dimse.get_msg(block=True)
-    finally:
-        assoc.release()
-    assert rsp is not None
-    return rsp
+def _send_raw(addr: tuple[str, int], part10: bytes, tmp_path: Path,
+              monkeypatch: pytest.MonkeyPatch) -> tuple[int, str]:
+    """Send a file's data set bytes exactly as they are, naming the SOP class and instance
+    from its file meta (pynetdicom's chunked mode: no decoding, no checks on the way)."""
+    monkeypatch.setattr(pynetdicom_config, "STORE_SEND_CHUNKED_DATASET", True)
+    path = tmp_path / "raw.dcm"
+    path.write_bytes(part10)
+    return _send_file(addr, path, str(dcmread(path, stop_before_pixels=True)
+                                       .file_meta.MediaStorageSOPClassUID))
 
 
-def test_truncated_file_gets_cannot_understand(live_scp: tuple[str, int], data_dir: Path) -> None:
+def test_truncated_file_gets_cannot_understand(live_scp: tuple[str, int], data_dir: Path,
+                                              tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
     raw = sample("rtplan_truncated.dcm").read_bytes()
-    syntax = dcmread(io.BytesIO(raw), stop_before_pixels=True).file_meta.TransferSyntaxUID
-    rsp = _send_raw(live_scp, RTPlanStorage, "1.2.3.4", dataset_bytes(raw), syntax)
-    assert 0xC000 <= rsp.Status <= 0xCFFF
-    assert "truncated" in str(rsp.ErrorComment)
+    status, comment = _send_raw(live_scp, raw, tmp_path, monkeypatch)
+    assert 0xC000 <= status <= 0xCFFF
+    assert "truncated" in comment
     assert Instance.objects.count() == 0
     assert not [p for p in (data_dir / "dicom").rglob("*.dcm")]
 
@@ -126,21 +118,27 @@ def test_truncated_file_gets_cannot_understand(live_scp: tuple[str, int], data_d
     eventually(logged)
 
 
-def test_sop_class_not_matching_its_context(live_scp: tuple[str, int]) -> None:
+def test_sop_class_not_matching_its_context(live_scp: tuple[str, int], tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
     ct = make_ct()
     ct.SOPClassUID = RTPlanStorage  # the data set says RT Plan, offered as a CT Image
-    rsp = _send_raw(live_scp, CTImageStorage, ct.SOPInstanceUID, dataset_bytes(to_bytes(ct)))
-    assert rsp.Status == 0xA900
-    assert "SOP Class mismatch" in str(rsp.ErrorComment)
+    buf = io.BytesIO()
+    ct.preamble = b"\x00" * 128
+    ct.save_as(buf, enforce_file_format=False)  # keeps the file meta's CT Image class
+    assert dcmread(io.BytesIO(buf.getvalue())).file_meta.MediaStorageSOPClassUID == \
+        CTImageStorage
+    status, comment = _send_raw(live_scp, buf.getvalue(), tmp_path, monkeypatch)
+    assert status == 0xA900
+    assert "SOP Class mismatch" in comment
     assert Instance.objects.count() == 0
 
 
-def test_missing_sop_instance_uid(live_scp: tuple[str, int]) -> None:
+def test_missing_sop_instance_uid(live_scp: tuple[str, int], tmp_path: Path,
+                                  monkeypatch: pytest.MonkeyPatch) -> None:
     ct = make_ct()
-    uid = ct.SOPInstanceUID
-    del ct.SOPInstanceUID
-    rsp = _send_raw(live_scp, CTImageStorage, uid, dataset_bytes(to_bytes(ct)))
-    assert rsp.Status == 0xA900 and "SOP Instance UID" in str(rsp.ErrorComment)
+    del ct.SOPInstanceUID  # the file meta still names one, so it can be sent
+    status, comment = _send_raw(live_scp, to_bytes(ct), tmp_path, monkeypatch)
+    assert status == 0xA900 and "SOP Instance UID" in comment
     assert Instance.objects.count() == 0
 
 
