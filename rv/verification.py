@@ -1,0 +1,297 @@
+"""Verification: what was delivered (or is about to be recorded) against the plan.
+
+Pure functions over plain values (DESIGN.md: verification is pure): no ORM, no clock, no
+settings. The service that records a session gathers the facts, calls `verify_session`, and
+refuses to save while violations stand unless an authorised override covers them.
+
+Geometry follows IEC 61217 as DICOM uses it (PS3.3 C.8.8.14.8-C.8.8.14.13): angles in
+degrees on a circle, table positions and jaw / leaf positions in mm.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+# Rules, as named in violations and on the chart.
+PLAN_NOT_APPROVED = "plan_not_approved"
+WRONG_MACHINE = "wrong_machine"
+FRACTION_COUNT = "fraction_count"
+FRACTION_INTERVAL = "fraction_interval"
+METERSET = "meterset"
+MACHINE_PARAMETER = "machine_parameter"
+CUMULATIVE_DOSE = "cumulative_dose"
+
+ANGLES = ("gantry_angle", "collimator_angle", "couch_angle")
+POSITIONS = ("table_top_vertical", "table_top_longitudinal", "table_top_lateral")
+# Relative floating-point slack: 0.1 MU is never "out" because of a rounding in the 12th digit.
+EPS = 1e-9
+
+
+@dataclass(frozen=True)
+class Violation:
+    rule: str
+    parameter: str
+    planned: float | int | str | None
+    actual: float | int | str | None
+    tolerance: float | int | str | None
+    message: str
+
+    def as_dict(self) -> dict[str, object]:
+        return {"rule": self.rule, "parameter": self.parameter, "planned": self.planned,
+                "actual": self.actual, "tolerance": self.tolerance, "message": self.message}
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """A tolerance table (PS3.3 C.8.8.11) plus a meterset tolerance in the beam's unit.
+
+    None means "not given": checked with zero tolerance, as a beam with no table is.
+    """
+
+    gantry_angle: float | None = None
+    collimator_angle: float | None = None
+    couch_angle: float | None = None
+    table_top_vertical: float | None = None
+    table_top_longitudinal: float | None = None
+    table_top_lateral: float | None = None
+    jaw_x: float | None = None
+    jaw_y: float | None = None
+    mlc: float | None = None
+    meterset: float | None = None
+
+    def limit(self, name: str) -> float:
+        value = getattr(self, name)
+        return 0.0 if value is None else float(value)
+
+
+ZERO_TOLERANCE = Tolerance()
+
+
+@dataclass(frozen=True)
+class MachineSetting:
+    """Machine parameters of one beam: planned (first control point) or as delivered.
+
+    Every field is optional: a delivered value that was not recorded is not checked.
+    """
+
+    gantry_angle: float | None = None
+    collimator_angle: float | None = None
+    couch_angle: float | None = None
+    table_top_vertical: float | None = None
+    table_top_longitudinal: float | None = None
+    table_top_lateral: float | None = None
+    jaw_x: tuple[float, float] | None = None
+    jaw_y: tuple[float, float] | None = None
+    mlc: tuple[float, ...] | None = None
+
+
+def angle_difference(a: float, b: float) -> float:
+    """The shorter way round the circle between two angles, in [0, 180]: 359 vs 1 is 2."""
+    d = math.fmod(abs(float(a) - float(b)), 360.0)
+    return 360.0 - d if d > 180.0 else d
+
+
+def _exceeds(difference: float, tolerance: float) -> bool:
+    return difference > tolerance + EPS * max(1.0, abs(tolerance), abs(difference))
+
+
+def check_plan_status(*, status: str) -> list[Violation]:
+    if status == "APPROVED":
+        return []
+    return [Violation(PLAN_NOT_APPROVED, "plan status", "APPROVED", status, None,
+                      f"The plan is {status}, not approved for treatment.")]
+
+
+def check_machine(*, beam: str, planned: str, actual: str) -> list[Violation]:
+    if planned.strip().upper() == actual.strip().upper():
+        return []
+    return [Violation(WRONG_MACHINE, f"{beam}: treatment machine", planned, actual, None,
+                      f"{beam} is planned on {planned}, not {actual}.")]
+
+
+def check_fraction_number(*, fraction_number: int, fractions_planned: int | None
+                          ) -> list[Violation]:
+    if fraction_number < 1:
+        return [Violation(FRACTION_COUNT, "fraction number", fractions_planned, fraction_number,
+                          None, "Fractions are numbered from 1.")]
+    if fractions_planned is not None and fraction_number > fractions_planned:
+        return [Violation(FRACTION_COUNT, "fraction number", fractions_planned, fraction_number,
+                          None, f"Fraction {fraction_number} is beyond the {fractions_planned} "
+                          "fractions planned.")]
+    return []
+
+
+def check_interval(*, last_fraction_at: datetime | None, now: datetime,
+                   minimum: timedelta) -> list[Violation]:
+    if last_fraction_at is None or now - last_fraction_at >= minimum:
+        return []
+    hours = (now - last_fraction_at).total_seconds() / 3600
+    need = minimum.total_seconds() / 3600
+    return [Violation(FRACTION_INTERVAL, "hours since the last fraction", need, round(hours, 2),
+                      None, f"Only {hours:.1f} h since the last fraction; at least {need:g} h "
+                      "must pass.")]
+
+
+def remaining_meterset(*, specified: float, delivered_before: Iterable[float]) -> float:
+    """What is left of a beam's meterset in this fraction after earlier partial sessions.
+
+    PS3.3 C.8.8.21.2: the delivered metersets of all sessions for one beam and fraction add
+    up to the specified meterset; a beam stopped early is continued from what is left.
+    """
+    return max(0.0, float(specified) - math.fsum(delivered_before))
+
+
+def check_meterset(*, beam: str, specified: float, delivered_before: Sequence[float],
+                   delivered: float, complete: bool, tolerance: float,
+                   unit: str = "MU") -> list[Violation]:
+    """Delivered meterset against what was left to deliver for this beam and fraction.
+
+    A beam that ended normally (complete) must deliver what was left, within tolerance; a
+    beam stopped early (OPERATOR, MACHINE, UNKNOWN) may deliver less, never more.
+    """
+    left = remaining_meterset(specified=specified, delivered_before=delivered_before)
+    label = f"{beam}: meterset ({unit})"
+    if delivered < 0:
+        return [Violation(METERSET, label, left, delivered, tolerance,
+                          f"{beam}: a delivered meterset cannot be negative.")]
+    if _exceeds(delivered - left, tolerance):
+        return [Violation(METERSET, label, round(left, 4), delivered, tolerance,
+                          f"{beam}: {delivered:g} {unit} delivered, only {left:g} {unit} "
+                          f"were left to deliver (tolerance {tolerance:g})")]
+    if complete and _exceeds(left - delivered, tolerance):
+        return [Violation(METERSET, label, round(left, 4), delivered, tolerance,
+                          f"{beam}: {delivered:g} {unit} delivered of {left:g} {unit} left, "
+                          f"but the beam is recorded as completed normally (tolerance "
+                          f"{tolerance:g})")]
+    return []
+
+
+def check_machine_parameters(*, beam: str, planned: MachineSetting, actual: MachineSetting,
+                             tolerance: Tolerance) -> list[Violation]:
+    """Each recorded parameter against the plan; angles compared around the circle."""
+    out: list[Violation] = []
+    for name in ANGLES:
+        got, want = getattr(actual, name), getattr(planned, name)
+        if got is None or want is None:
+            continue
+        limit = tolerance.limit(name)
+        diff = angle_difference(want, got)
+        if _exceeds(diff, limit):
+            out.append(Violation(MACHINE_PARAMETER, f"{beam}: {name.replace('_', ' ')}", want,
+                                 got, limit, f"{beam}: {name.replace('_', ' ')} {got:g}° is "
+                                 f"{diff:g}° from the planned {want:g}° (tolerance {limit:g}°)"))
+    for name in POSITIONS:
+        got, want = getattr(actual, name), getattr(planned, name)
+        if got is None or want is None:
+            continue
+        limit = tolerance.limit(name)
+        diff = abs(float(got) - float(want))
+        if _exceeds(diff, limit):
+            out.append(Violation(MACHINE_PARAMETER, f"{beam}: {name.replace('_', ' ')}", want,
+                                 got, limit, f"{beam}: {name.replace('_', ' ')} {got:g} mm is "
+                                 f"{diff:g} mm from the planned {want:g} mm (tolerance "
+                                 f"{limit:g} mm)"))
+    for name, tol_name in (("jaw_x", "jaw_x"), ("jaw_y", "jaw_y"), ("mlc", "mlc")):
+        got, want = getattr(actual, name), getattr(planned, name)
+        if got is None or want is None:
+            continue
+        limit = tolerance.limit(tol_name)
+        if len(got) != len(want):
+            out.append(Violation(MACHINE_PARAMETER, f"{beam}: {name}", len(want), len(got), None,
+                                 f"{beam}: {len(got)} {name} positions recorded, the plan has "
+                                 f"{len(want)}"))
+            continue
+        diff = max((abs(float(g) - float(w)) for g, w in zip(got, want, strict=True)),
+                   default=0.0)
+        if _exceeds(diff, limit):
+            out.append(Violation(MACHINE_PARAMETER, f"{beam}: {name}", None, None, limit,
+                                 f"{beam}: a {name} position is {diff:g} mm from the plan "
+                                 f"(tolerance {limit:g} mm)"))
+    return out
+
+
+@dataclass(frozen=True)
+class DoseReferenceState:
+    """A dose reference (PS3.3 C.8.8.10) with dose so far and what this session adds."""
+
+    number: int
+    description: str
+    delivery_maximum: float | None
+    delivered_before: float
+    this_session: float
+
+
+def check_cumulative_dose(*, references: Iterable[DoseReferenceState]) -> list[Violation]:
+    out = []
+    for ref in references:
+        if ref.delivery_maximum is None:
+            continue
+        total = ref.delivered_before + ref.this_session
+        if _exceeds(total - ref.delivery_maximum, 0.0):
+            name = ref.description or f"dose reference {ref.number}"
+            out.append(Violation(CUMULATIVE_DOSE, f"{name}: cumulative dose (Gy)",
+                                 ref.delivery_maximum, round(total, 4), 0,
+                                 f"{name}: {total:.3f} Gy would pass its delivery maximum of "
+                                 f"{ref.delivery_maximum:g} Gy"))
+    return out
+
+
+def delivered_dose(*, beam_dose: float | None, specified: float, delivered: float) -> float:
+    """A beam's delivered dose: its planned dose contribution scaled by delivered/specified."""
+    if not beam_dose or specified <= 0:
+        return 0.0
+    return float(beam_dose) * float(delivered) / float(specified)
+
+
+@dataclass(frozen=True)
+class BeamDelivery:
+    """One beam as recorded in a session, with what the verifier needs to know of the plan."""
+
+    beam: str
+    planned_machine: str
+    specified_meterset: float
+    delivered_before: tuple[float, ...]
+    delivered_meterset: float
+    complete: bool
+    tolerance: Tolerance = ZERO_TOLERANCE
+    planned_setting: MachineSetting = field(default_factory=MachineSetting)
+    actual_setting: MachineSetting = field(default_factory=MachineSetting)
+    unit: str = "MU"
+
+
+@dataclass(frozen=True)
+class SessionFacts:
+    plan_status: str
+    machine: str
+    fraction_number: int
+    fractions_planned: int | None
+    last_fraction_at: datetime | None
+    now: datetime
+    minimum_interval: timedelta
+    beams: tuple[BeamDelivery, ...]
+    dose_references: tuple[DoseReferenceState, ...] = ()
+    continuation: bool = False
+
+
+def verify_session(facts: SessionFacts) -> list[Violation]:
+    """Every rule, in the order a therapist reads them; an empty list means VERIFIED."""
+    out = check_plan_status(status=facts.plan_status)
+    out += check_fraction_number(fraction_number=facts.fraction_number,
+                                 fractions_planned=facts.fractions_planned)
+    if not facts.continuation:  # a continuation completes a fraction already begun
+        out += check_interval(last_fraction_at=facts.last_fraction_at, now=facts.now,
+                              minimum=facts.minimum_interval)
+    for beam in facts.beams:
+        out += check_machine(beam=beam.beam, planned=beam.planned_machine,
+                             actual=facts.machine)
+        out += check_meterset(beam=beam.beam, specified=beam.specified_meterset,
+                              delivered_before=beam.delivered_before,
+                              delivered=beam.delivered_meterset, complete=beam.complete,
+                              tolerance=beam.tolerance.limit("meterset"), unit=beam.unit)
+        out += check_machine_parameters(beam=beam.beam, planned=beam.planned_setting,
+                                        actual=beam.actual_setting, tolerance=beam.tolerance)
+    out += check_cumulative_dose(references=facts.dose_references)
+    return out
