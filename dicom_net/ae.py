@@ -10,19 +10,19 @@ from typing import Any
 from django.conf import settings
 from django.db import close_old_connections
 from pydicom.uid import (
+    JPEG2000,
     DeflatedExplicitVRLittleEndian,
     ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
-    JPEG2000,
     JPEG2000Lossless,
     JPEGBaseline8Bit,
     JPEGExtended12Bit,
+    JPEGLossless,
     JPEGLosslessSV1,
     JPEGLSLossless,
     JPEGLSNearLossless,
     RLELossless,
-    JPEGLossless,
 )
 from pynetdicom import AE
 from pynetdicom.sop_class import (

@@ -7,6 +7,7 @@ the port (SO_REUSEPORT), since one Python process does not use more than one cor
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -103,10 +104,8 @@ class Command(BaseCommand):
             nonlocal stopping
             stopping = True
             for child in children:
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.kill(child, signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
 
         signal.signal(signal.SIGTERM, forward)
         signal.signal(signal.SIGINT, forward)
