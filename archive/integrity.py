@@ -1,0 +1,62 @@
+"""Checks that the index and the file store agree: every row has its file, whole, and every
+file has its row. A crash between a file's rename and its index commit leaves an orphan file
+(never reported as stored); nothing else should ever show up here."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from archive import storage
+from archive.models import Instance
+
+
+@dataclass
+class Report:
+    checked: int = 0
+    missing: list[str] = field(default_factory=list)      # SOP Instance UIDs without a file
+    corrupt: list[str] = field(default_factory=list)      # file differs from its SHA-256
+    orphans: list[Path] = field(default_factory=list)     # files without an index row
+    partials: list[Path] = field(default_factory=list)    # temporary files of a crashed write
+
+    @property
+    def ok(self) -> bool:
+        return not (self.missing or self.corrupt)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _stored_files() -> Iterator[Path]:
+    root = storage.root()
+    if root.is_dir():
+        yield from (p for p in root.glob("??/??/*.dcm") if p.is_file())
+
+
+def check(*, hashes: bool = True) -> Report:
+    report = Report()
+    known: set[str] = set()
+    for uid, rel, sha, size in Instance.objects.values_list(
+            "sop_instance_uid", "path", "sha256", "size").iterator(chunk_size=2000):
+        report.checked += 1
+        known.add(rel)
+        path = storage.absolute_path(rel)
+        if not path.is_file():
+            report.missing.append(uid)
+        elif path.stat().st_size != size or (hashes and _sha256(path) != sha):
+            report.corrupt.append(uid)
+    root = storage.root()
+    for path in _stored_files():
+        if str(path.relative_to(root)) not in known:
+            report.orphans.append(path)
+    tmp = root / ".tmp"
+    if tmp.is_dir():
+        report.partials = sorted(tmp.glob("in-*.part"))
+    return report
