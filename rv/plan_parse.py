@@ -390,9 +390,9 @@ def _source(item: Dataset) -> ParsedSource:
         manufacturer=_text(item, "SourceManufacturer"))
 
 
-def _setup(item: Dataset, source_numbers: set[int]) -> ParsedSetup:
+def _setup(item: Dataset, source_numbers: set[int], plan_machine: str) -> ParsedSetup:
     number = _int(item, "ApplicationSetupNumber") or 0
-    machines = item.get("TreatmentMachineSequence") or []
+    machines = item.get("TreatmentMachineSequence") or []  # some vendors put it here
     channels = []
     for ch in item.get("ChannelSequence") or []:
         ch_number = _int(ch, "ChannelNumber") or 0
@@ -411,7 +411,7 @@ def _setup(item: Dataset, source_numbers: set[int]) -> ParsedSetup:
     return ParsedSetup(
         number=number, name=_text(item, "ApplicationSetupName"),
         setup_type=_text(item, "ApplicationSetupType", 16),
-        machine_name=_text(machines[0], "TreatmentMachineName") if machines else "",
+        machine_name=_text(machines[0], "TreatmentMachineName") if machines else plan_machine,
         total_reference_air_kerma=_float(item, "TotalReferenceAirKerma"), channels=channels)
 
 
@@ -474,6 +474,9 @@ def plan_parse(ds: Dataset) -> ParsedPlan:
     source_items = ds.get("SourceSequence") or []
     brachy = not ion and (bool(ds.get("ApplicationSetupSequence")) or bool(source_items))
     sources = [_source(s) for s in source_items]
+    # PS3.3 C.8.8.15: the afterloader is named once, in the top-level Treatment Machine Sequence
+    machines = ds.get("TreatmentMachineSequence") or []
+    brachy_machine = _text(machines[0], "TreatmentMachineName") if machines else ""
     source_numbers = {s.number for s in sources}
     tol_keyword = "IonToleranceTableSequence" if ion else "ToleranceTableSequence"
     label = _text(ds, "RTPlanLabel", 16)
@@ -500,7 +503,8 @@ def plan_parse(ds: Dataset) -> ParsedPlan:
         tolerance_tables=[_tolerance(t) for t in ds.get(tol_keyword) or []],
         dose_references=[_dose_reference(d) for d in ds.get("DoseReferenceSequence") or []],
         sources=sources,
-        setups=[_setup(a, source_numbers) for a in ds.get("ApplicationSetupSequence") or []],
+        setups=[_setup(a, source_numbers, brachy_machine)
+                for a in ds.get("ApplicationSetupSequence") or []],
     )
     if not plan.label:
         raise PlanRejected(f"{REJECT}no RT Plan Label (a plan cannot be named or revised)")

@@ -136,13 +136,13 @@ def brachy_plan(*, patient_id: str = "BRACHY01", label: str = "HDR cervix",
     src.SourceStrengthReferenceDate = "20260101"
     src.SourceStrengthReferenceTime = "120000"
     ds.SourceSequence = Sequence([src])
+    machine = Dataset()
+    machine.TreatmentMachineName = "Afterloader1"
+    ds.TreatmentMachineSequence = Sequence([machine])
     setup = Dataset()
     setup.ApplicationSetupNumber = 1
     setup.ApplicationSetupType = "FLETCHER"
     setup.ApplicationSetupName = "Ring and tandem"
-    machine = Dataset()
-    machine.TreatmentMachineName = "Afterloader1"
-    setup.TreatmentMachineSequence = Sequence([machine])
     channels = []
     for n, seconds in ((1, 120.5), (2, 95.25)):
         ch = Dataset()
