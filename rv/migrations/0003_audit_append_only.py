@@ -6,7 +6,7 @@ from django.db import migrations
 CREATE = """
 CREATE OR REPLACE FUNCTION rv_auditevent_append_only() RETURNS trigger AS $$
 BEGIN
-    RAISE EXCEPTION 'rv_auditevent is append-only (% refused)', TG_OP;
+    RAISE EXCEPTION USING MESSAGE = 'rv_auditevent is append-only: ' || TG_OP || ' refused';
 END;
 $$ LANGUAGE plpgsql;
 CREATE TRIGGER rv_auditevent_no_change BEFORE UPDATE OR DELETE ON rv_auditevent

@@ -26,7 +26,8 @@ def _require(user: User, *roles: str, action: str) -> None:
 
 
 def _locked(plan: Plan) -> Plan:
-    return Plan.objects.select_for_update().select_related("course").get(pk=plan.pk)
+    return (Plan.objects.select_for_update(of=("self",)).select_related("course")
+            .get(pk=plan.pk))
 
 
 def _transition(plan: Plan, *, user: User, to: str, action: str, allowed_from: tuple[str, ...],

@@ -87,7 +87,8 @@ def tolerance_table_update(*, table: ToleranceTable, user: User,
 def tolerance_table_assign(*, beam: Beam, table: ToleranceTable, user: User) -> Beam:
     """Give a beam that carries no tolerance table from its plan one of its machine's."""
     _require(user, PHYSICIST, action="assign tolerance tables")
-    beam = Beam.objects.select_for_update().select_related("plan", "tolerance_table").get(
+    beam = Beam.objects.select_for_update(of=("self",)).select_related(
+        "plan", "tolerance_table").get(
         pk=beam.pk)
     if beam.tolerance_table is not None and \
             beam.tolerance_table.source == ToleranceTable.Source.PLAN:
