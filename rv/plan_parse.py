@@ -8,17 +8,20 @@ top-level Frame of Reference); strict where a plan could not be treated safely, 
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
 import numpy as np
+from pydicom.datadict import tag_for_keyword
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.tag import Tag
 from pydicom.uid import RTIonPlanStorage
 
 from archive.dicomio import parse_da
+from rv import cp_raw
 from rv.errors import PlanRejected
 
 # PS3.3 C.8.8.14.5 / C.8.8.25.5 control point attributes read per point
@@ -246,11 +249,83 @@ def _numbers(ds: Dataset, tag: Any) -> np.ndarray | None:
 
 # --- the parts of the plan ----------------------------------------------------------------
 
+Row = tuple[dict[str, float], list[tuple[str, np.ndarray]]]
+_SCALAR_INTS = tuple((name, int(tag)) for name, tag in _SCALARS)
+_KEEP = frozenset(tag for _, tag in _SCALAR_INTS) | {int(_BLD_TYPE), int(_LEAF_JAW)}
+_KEEP_SEQ = frozenset({int(_BLD_POSITIONS)})
+
+
+def _text_numbers(raw: bytes) -> np.ndarray | None:
+    text = raw.decode("ascii", "replace").strip(" \x00")
+    if not text:
+        return None
+    return np.array(text.split("\\"), dtype=float)
+
+
+def _rows_raw(beam: Dataset, seq_tag: Any) -> list[Row] | None:
+    """Rows read straight from the raw sequence bytes, or None to use pydicom."""
+    if seq_tag not in beam:
+        return []
+    elem = beam.get_item(seq_tag)
+    if not isinstance(elem, RawDataElement) or not elem.is_little_endian or \
+            not isinstance(elem.value, bytes | bytearray):
+        return None
+    try:
+        found = cp_raw.items(bytes(elem.value), implicit=bool(elem.is_implicit_VR),
+                             keep=_KEEP, keep_seq=_KEEP_SEQ)
+        rows: list[Row] = []
+        for item in found:
+            scalars = {}
+            for name, tag in _SCALAR_INTS:
+                raw = item.get(tag)
+                if isinstance(raw, bytes):
+                    text = raw.split(b"\\", 1)[0].strip(b" \x00")
+                    if text:
+                        scalars[name] = float(text)
+            positions = []
+            for dev in item.get(int(_BLD_POSITIONS), []) or []:
+                assert isinstance(dev, dict)
+                kind, raw = dev.get(int(_BLD_TYPE)), dev.get(int(_LEAF_JAW))
+                if isinstance(kind, bytes) and isinstance(raw, bytes):
+                    values = _text_numbers(raw)
+                    if values is not None:
+                        positions.append((kind.decode("ascii", "replace").strip(" \x00")
+                                          .upper(), values))
+            rows.append((scalars, positions))
+        return rows
+    except (cp_raw.NotRaw, ValueError, UnicodeError, struct.error):
+        return None
+
+
+def _rows_pydicom(beam: Dataset, seq_keyword: str) -> list[Row]:
+    rows: list[Row] = []
+    for cp in beam.get(seq_keyword) or []:
+        scalars = {}
+        for name, tag in _SCALARS:
+            values = _numbers(cp, tag)
+            if values is not None and len(values):
+                scalars[name] = float(values[0])
+        positions = []
+        for item in cp.get("BeamLimitingDevicePositionSequence") or []:
+            values = _numbers(item, _LEAF_JAW)
+            if values is not None:
+                positions.append((str(item.get("RTBeamLimitingDeviceType", "")).upper(),
+                                  values))
+        rows.append((scalars, positions))
+    return rows
+
+
 def _control_points(beam: Dataset, seq_keyword: str, where: str,
                     leaf_count: int) -> dict[str, np.ndarray]:
     """Per control point arrays; values a point omits carry forward (PS3.3 C.8.8.14.5)."""
-    cps = beam.get(seq_keyword) or []
-    n = len(cps)
+    rows = _rows_raw(beam, tag_for_keyword(seq_keyword))
+    if rows is None:
+        rows = _rows_pydicom(beam, seq_keyword)
+    return _carry_forward(rows, where, leaf_count)
+
+
+def _carry_forward(rows: list[Row], where: str, leaf_count: int) -> dict[str, np.ndarray]:
+    n = len(rows)
     out: dict[str, np.ndarray] = {name: np.full(n, np.nan) for name, _ in _SCALARS}
     jaw_x = np.full((n, 2), np.nan)
     jaw_y = np.full((n, 2), np.nan)
@@ -258,33 +333,24 @@ def _control_points(beam: Dataset, seq_keyword: str, where: str,
     mlc_width: int | None = 2 * leaf_count if leaf_count else None
     last: dict[str, float] = {}
     last_x = last_y = last_mlc = None
-    for i, cp in enumerate(cps):
-        for name, tag in _SCALARS:
-            values = _numbers(cp, tag)
-            if values is not None and len(values):
-                last[name] = float(values[0])
-            if name in last:
-                out[name][i] = last[name]
-        positions = cp.get(_BLD_POSITIONS)
-        if positions is not None:
-            for item in positions.value or []:
-                kind = str(item.get("RTBeamLimitingDeviceType", "")).upper()
-                values = _numbers(item, _LEAF_JAW)
-                if values is None:
-                    continue
-                if kind in _JAW_X and len(values) == 2:
-                    last_x = values
-                elif kind in _JAW_Y and len(values) == 2:
-                    last_y = values
-                elif kind in _MLC:
-                    if mlc_width is None:
-                        mlc_width = len(values)
-                        mlc = np.full((n, mlc_width), np.nan)
-                    if len(values) != mlc_width:
-                        raise PlanRejected(
-                            f"{REJECT}{where} control point {i} has {len(values)} MLC "
-                            f"positions, expected {mlc_width}")
-                    last_mlc = values
+    for i, (scalars, positions) in enumerate(rows):
+        last.update(scalars)
+        for name, value in last.items():
+            out[name][i] = value
+        for kind, values in positions:
+            if kind in _JAW_X and len(values) == 2:
+                last_x = values
+            elif kind in _JAW_Y and len(values) == 2:
+                last_y = values
+            elif kind in _MLC:
+                if mlc_width is None:
+                    mlc_width = len(values)
+                    mlc = np.full((n, mlc_width), np.nan)
+                if len(values) != mlc_width:
+                    raise PlanRejected(
+                        f"{REJECT}{where} control point {i} has {len(values)} MLC "
+                        f"positions, expected {mlc_width}")
+                last_mlc = values
         if last_x is not None:
             jaw_x[i] = last_x
         if last_y is not None:
