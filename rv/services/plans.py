@@ -55,6 +55,10 @@ def plan_approve(*, plan: Plan, user: User, password: str) -> Plan:
         raise ValidationError(
             f"The plan's RT Plan Approval Status is {plan.dicom_approval_status or 'missing'}, "
             "not APPROVED: approve it in the planning system and send it again.")
+    newer = Plan.objects.filter(previous_revision=plan).first()
+    if newer is not None:
+        raise ValidationError(f"Revision {newer.revision} of {plan.label} has arrived since: "
+                              "approve the newest revision.")
     plan.approved_by = user  # type: ignore[assignment]
     plan.approved_at = timezone.now()
     _transition(plan, user=user, to=S.APPROVED, action="approve", allowed_from=(S.RECEIVED,))

@@ -112,6 +112,13 @@ def test_same_label_new_uid_is_a_new_revision_superseding_on_approval(physicist)
     assert plan_fractions_delivered(plan=third) == 0  # sessions arrive with issue 5
 
 
+def test_an_older_revision_cannot_be_approved(physicist) -> None:  # type: ignore[no-untyped-def]
+    first = receive_plan(patient_id="R5", label="PELVIS")
+    receive_plan(patient_id="R5", label="PELVIS")
+    with pytest.raises(ValidationError, match="approve the newest revision"):
+        plan_approve(plan=first, user=physicist, password=PASSWORD)
+
+
 def test_other_patient_or_label_is_not_a_revision() -> None:
     a = receive_plan(patient_id="R2", label="BREAST")
     b = receive_plan(patient_id="R3", label="BREAST")
