@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import struct
 
-_LONG_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR",
-             b"UT", b"UV"}
-_ITEM = 0xFFFEE000
-_ITEM_END = 0xFFFEE00D
-_SEQ_END = 0xFFFEE0DD
-_UNDEFINED = 0xFFFFFFFF
+from archive.dicomio import ITEM as _ITEM
+from archive.dicomio import ITEM_END as _ITEM_END
+from archive.dicomio import LONG_VRS as _LONG_VRS
+from archive.dicomio import SEQ_END as _SEQ_END
+from archive.dicomio import UNDEFINED_LENGTH as _UNDEFINED
+
 _HEAD = struct.Struct("<HHI")
 _HH = struct.Struct("<HH")
 _H = struct.Struct("<H")

@@ -30,6 +30,13 @@ def _clean(values: dict[str, float | None]) -> dict[str, float | None]:
     return values
 
 
+def _locked_current(table: ToleranceTable) -> ToleranceTable:
+    table = ToleranceTable.objects.select_for_update().get(pk=table.pk)
+    if table.source != ToleranceTable.Source.USER or not table.is_current:
+        raise ValidationError("Only the current version of a physicist's table can change.")
+    return table
+
+
 @transaction.atomic
 def tolerance_table_create(*, user: User, machine: TreatmentMachine, label: str,
                            values: dict[str, float | None]) -> ToleranceTable:
@@ -48,9 +55,7 @@ def tolerance_table_new_version(*, table: ToleranceTable, user: User,
                                 values: dict[str, float | None]) -> ToleranceTable:
     """Freeze `table` and make its successor with `values` changed."""
     _require(user, PHYSICIST, action="change tolerance tables")
-    table = ToleranceTable.objects.select_for_update().get(pk=table.pk)
-    if table.source != ToleranceTable.Source.USER or not table.is_current:
-        raise ValidationError("Only the current version of a physicist's table can change.")
+    table = _locked_current(table)
     new = ToleranceTable.objects.create(
         source=table.source, machine=table.machine, label=table.label,
         version=table.version + 1, previous=table, **{**table.values(), **_clean(values)})
@@ -69,11 +74,9 @@ def tolerance_table_update(*, table: ToleranceTable, user: User,
                            values: dict[str, float | None]) -> ToleranceTable:
     """Edit in place while never used for a delivery; otherwise make a new version."""
     _require(user, PHYSICIST, action="change tolerance tables")
-    table = ToleranceTable.objects.select_for_update().get(pk=table.pk)
+    table = _locked_current(table)
     if table.used_for_delivery:
         return tolerance_table_new_version(table=table, user=user, values=values)
-    if table.source != ToleranceTable.Source.USER or not table.is_current:
-        raise ValidationError("Only the current version of a physicist's table can change.")
     before = table.values()
     for name, value in _clean(values).items():
         setattr(table, name, value)
