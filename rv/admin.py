@@ -81,6 +81,8 @@ class ToleranceTableAdmin(admin.ModelAdmin):
             if change:
                 saved = tolerance_table_update(table=ToleranceTable.objects.get(pk=obj.pk),
                                                user=request.user, values=values)
+            elif obj.machine is None:
+                raise DomainError("Choose the machine the table is for.")
             else:
                 saved = tolerance_table_create(user=request.user, machine=obj.machine,
                                                label=obj.label, values=values)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import models, transaction
@@ -18,6 +18,7 @@ def audit_record(*, action: str, obj: models.Model, user: AbstractBaseUser | Ano
         raise RuntimeError("audit_record must run inside the service's transaction")
     real_user = user if user is not None and user.is_authenticated else None
     return AuditEvent.objects.create(
-        user=real_user, username=username or (real_user.get_username() if real_user else ""),
+        user=cast(Any, real_user),
+        username=username or (real_user.get_username() if real_user else ""),
         action=action, object_type=obj._meta.label_lower, object_id=str(obj.pk),
         details=details or {})
