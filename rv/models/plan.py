@@ -146,11 +146,23 @@ class Beam(models.Model):
         return self.delivery_type == "SETUP"
 
     def control_points(self) -> dict[str, np.ndarray]:
-        with np.load(io.BytesIO(bytes(self.control_points_npz))) as npz:
-            return {key: npz[key] for key in npz.files}
+        """The per control point arrays (decoded once per instance)."""
+        cached = self.__dict__.get("_control_points")
+        if cached is None:
+            with np.load(io.BytesIO(bytes(self.control_points_npz))) as npz:
+                cached = self.__dict__["_control_points"] = {k: npz[k] for k in npz.files}
+        return cached
 
     def set_control_points(self, arrays: dict[str, Any]) -> None:
         self.control_points_npz = _arrays_to_bytes(arrays)
+        self.__dict__.pop("_control_points", None)
+
+    def last(self, key: str) -> float | None:
+        """The value at the last control point (e.g. where an arc ends), or None."""
+        arr = self.control_points().get(key)
+        if arr is None or len(arr) == 0 or np.isnan(arr[-1]):
+            return None
+        return float(arr[-1])
 
     def first(self, key: str) -> float | None:
         """The value at the first control point (e.g. "gantry"), or None if not given."""

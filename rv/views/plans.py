@@ -59,18 +59,10 @@ def _beam_rows(plan: Plan) -> list[dict[str, Any]]:
                 meterset.setdefault(ref.beam_id, []).append(ref.meterset)
     rows = []
     for beam in plan.beams.all():
-        cp = beam.control_points()
-
-        def first(key: str, cp: dict[str, Any] = cp) -> float | None:
-            arr = cp.get(key)
-            return None if arr is None or not len(arr) or arr[0] != arr[0] else float(arr[0])
-
-        gantry = cp.get("gantry")
-        last = float(gantry[-1]) if gantry is not None and len(gantry) and \
-            gantry[-1] == gantry[-1] else None
-        rows.append({"beam": beam, "mu": meterset.get(beam.pk, []), "gantry": first("gantry"),
-                     "gantry_end": last if beam.beam_type == "DYNAMIC" else None,
-                     "collimator": first("collimator"), "couch": first("couch"),
+        rows.append({"beam": beam, "mu": meterset.get(beam.pk, []),
+                     "gantry": beam.first("gantry"),
+                     "gantry_end": beam.last("gantry") if beam.beam_type == "DYNAMIC" else None,
+                     "collimator": beam.first("collimator"), "couch": beam.first("couch"),
                      "assign": AssignToleranceForm(machine_id=beam.machine_id)
                      if beam.tolerance_table is None or
                      beam.tolerance_table.source == ToleranceTable.Source.USER else None})

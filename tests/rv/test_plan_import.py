@@ -175,6 +175,15 @@ def test_rejection_comment_leads_with_the_point() -> None:
     assert "references beam 3" in info.value.comment[:64]
 
 
+def test_the_same_plan_sent_twice_is_one_plan() -> None:
+    data = part10(vmat_plan(arcs=1, control_points=3, leaf_pairs=2))
+    assert object_receive(data=data).outcome == "stored"
+    assert object_receive(data=data).outcome == "duplicate"
+    plan = Plan.objects.get()
+    assert plan.revision == 1
+    assert AuditEvent.objects.filter(action="plan.import").count() == 1
+
+
 def test_new_plan_joins_the_active_course_or_opens_c1() -> None:
     first = receive(vmat_plan(patient_id="P1", label="A", arcs=1, control_points=2))
     second = receive(vmat_plan(patient_id="P1", label="B", arcs=1, control_points=2))
