@@ -226,11 +226,8 @@ def _numbers(ds: Dataset, tag: Any) -> np.ndarray | None:
             return None
         vr = elem.VR
         if vr in (None, "DS", "IS"):  # text, whatever the byte order
-            text = raw.decode("ascii", "replace").strip(" \x00")
-            if not text:
-                return None
             try:
-                return np.array(text.split("\\"), dtype=float)
+                return _text_numbers(raw)
             except ValueError:
                 pass  # not text after all (implicit VR FL): fall back to pydicom
     value = ds[tag].value
