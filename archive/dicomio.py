@@ -37,6 +37,9 @@ _ITEM_END = 0xFFFEE00D
 _SEQ_END = 0xFFFEE0DD
 _UNDEFINED = 0xFFFFFFFF
 _MAX_DEPTH = 64
+# The same PS3.5 framing constants under public names, for readers of raw values elsewhere.
+LONG_VRS, ITEM, ITEM_END, SEQ_END, UNDEFINED_LENGTH = (frozenset(_LONG_VRS), _ITEM, _ITEM_END,
+                                                       _SEQ_END, _UNDEFINED)
 
 
 class _Truncated(Exception):

@@ -122,6 +122,10 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Radiotherapy record-and-verify: archive, plans, treatment history.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    "ENUM_NAME_OVERRIDES": {
+        "PlanStatusEnum": "rv.models.plan.Plan.Status",
+        "CourseStatusEnum": "rv.models.patient.Course.Status",
+    },
 }
 
 # --- Verity -------------------------------------------------------------------------------

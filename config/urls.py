@@ -4,6 +4,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from rv.views import archive as archive_views
+from rv.views import plans as plan_views
 
 urlpatterns = [
     path("", archive_views.patients, name="home"),
@@ -12,6 +13,15 @@ urlpatterns = [
     path("archive/patients/", archive_views.patients, name="archive-patients"),
     path("archive/patients/<int:pk>/", archive_views.patient_detail, name="archive-patient"),
     path("archive/studies/<int:pk>/", archive_views.study_detail, name="archive-study"),
+    path("patients/", plan_views.patients, name="rv-patients"),
+    path("patients/<int:pk>/", plan_views.patient_chart, name="rv-patient"),
+    path("plans/<int:pk>/", plan_views.plan_page, name="rv-plan"),
+    path("plans/<int:pk>/<slug:action>/", plan_views.plan_action, name="rv-plan-action"),
+    path("beams/<int:pk>/tolerance-table/", plan_views.beam_assign_tolerance,
+         name="rv-beam-tolerance"),
+    path("tolerance-tables/", plan_views.tolerance_tables, name="rv-tolerance-tables"),
+    path("tolerance-tables/<int:pk>/", plan_views.tolerance_table_edit,
+         name="rv-tolerance-table"),
     path("admin/", admin.site.urls),
     path("api/v1/", include("rv.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),

@@ -3,13 +3,30 @@ the clinical domain can take what it understands in the same transaction as the 
 
 from __future__ import annotations
 
+from functools import partial
+
+from pydicom.dataset import Dataset
+from pydicom.uid import RTIonPlanStorage, RTPlanStorage
+
+from archive.models import Instance
 from archive.services import StoreResult, instance_store
+from rv.services.plan_import import plan_import
+
+# PS3.4 B.5: the plan SOP classes that become clinical data (brachy plans are RT Plans)
+PLAN_SOP_CLASSES = frozenset({RTPlanStorage, RTIonPlanStorage})
+
+
+def _on_indexed(instance: Instance, dataset: Dataset, *, calling_ae: str) -> None:
+    if instance.sop_class_uid in PLAN_SOP_CLASSES:
+        plan_import(instance=instance, dataset=dataset, calling_ae=calling_ae)
 
 
 def object_receive(*, data: bytes, calling_ae: str = "", source: str = "c-store",
                    expected_sop_class: str | None = None,
                    allowed_sop_classes: frozenset[str] | None = None) -> StoreResult:
-    """Store one received DICOM Part 10 object; raises archive.errors.StoreError if refused."""
+    """Store one received DICOM Part 10 object; raises archive.errors.StoreError if refused
+    (an RT Plan that cannot become clinical data is refused whole: rv.errors.PlanRejected)."""
     return instance_store(data=data, calling_ae=calling_ae, source=source,
                           expected_sop_class=expected_sop_class,
-                          allowed_sop_classes=allowed_sop_classes)
+                          allowed_sop_classes=allowed_sop_classes,
+                          on_indexed=partial(_on_indexed, calling_ae=calling_ae))

@@ -1,7 +1,14 @@
-from django.urls import path
+from django.urls import include, path
+from rest_framework.routers import DefaultRouter
 
-from rv.api import auth
+from rv.api import auth, plans
+
+router = DefaultRouter()
+router.register("patients", plans.PatientViewSet, basename="patient")
+router.register("courses", plans.CourseViewSet, basename="course")
+router.register("plans", plans.PlanViewSet, basename="plan")
 
 urlpatterns = [
     path("auth/token/", auth.TokenView.as_view(), name="api-token"),
+    path("", include(router.urls)),
 ]

@@ -6,6 +6,7 @@ printed at every start. Never run this on a clinical installation.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import secrets
@@ -15,6 +16,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.models import Group, User
 from django.core.management.base import BaseCommand
+from pydicom import dcmread
 from pydicom.data import get_testdata_file
 
 from archive.dicomio import ensure_part10
@@ -24,6 +26,19 @@ from rv.ingest import object_receive
 from rv.roles import ADMIN, ALL_ROLES
 
 SAMPLES = ["rtplan.dcm", "rtstruct.dcm", "rtdose.dcm", "CT_small.dcm"]
+
+
+def _sample_bytes(path: Path) -> bytes:
+    """pydicom's rtplan.dcm names another SOP Instance UID in its file meta than in its data
+    set, which the archive refuses; the demo copy gets consistent file meta."""
+    data = ensure_part10(path.read_bytes())
+    ds = dcmread(io.BytesIO(data))
+    if ds.file_meta.get("MediaStorageSOPInstanceUID") == ds.get("SOPInstanceUID"):
+        return data
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    return buf.getvalue()
 
 
 def _passwords(path: Path) -> dict[str, str]:
@@ -54,7 +69,7 @@ class Command(BaseCommand):
                 if path is None:
                     continue
                 try:
-                    object_receive(data=ensure_part10(Path(path).read_bytes()), source="import")
+                    object_receive(data=_sample_bytes(Path(path)), source="import")
                 except StoreError as exc:
                     self.stderr.write(f"sample {name} not imported: {exc.comment}")
         http = settings.RV_HTTP_PORT

@@ -1,0 +1,93 @@
+"""Django admin for rv: clinical data is read-only here (it changes only through services);
+tolerance tables are saved through their service functions, so versioning and audit hold."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin, messages
+from django.http import HttpRequest
+
+from rv.errors import DomainError
+from rv.models import AuditEvent, Course, Patient, Plan, ToleranceTable, TreatmentMachine
+from rv.models.machine import TOLERANCE_FIELDS
+from rv.services.tolerance import tolerance_table_create, tolerance_table_update
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(Patient)
+class PatientAdmin(ReadOnlyAdmin):
+    list_display = ["patient_id", "patient_name", "birth_date", "sex"]
+    search_fields = ["patient_id", "patient_name"]
+
+
+@admin.register(Course)
+class CourseAdmin(ReadOnlyAdmin):
+    list_display = ["patient", "code", "status", "created_at"]
+
+
+@admin.register(Plan)
+class PlanAdmin(ReadOnlyAdmin):
+    list_display = ["label", "revision", "patient", "course", "status", "dicom_approval_status",
+                    "created_at"]
+    list_filter = ["status", "kind"]
+    search_fields = ["label", "patient__patient_id", "sop_instance_uid"]
+    exclude = ["instance"]
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(ReadOnlyAdmin):
+    list_display = ["at", "username", "action", "object_type", "object_id"]
+    list_filter = ["action", "object_type"]
+
+
+@admin.register(TreatmentMachine)
+class TreatmentMachineAdmin(admin.ModelAdmin):
+    list_display = ["name", "manufacturer", "model_name"]
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(ToleranceTable)
+class ToleranceTableAdmin(admin.ModelAdmin):
+    list_display = ["label", "machine", "version", "is_current", "used_for_delivery", "source"]
+    list_filter = ["source", "machine", "is_current"]
+    fields = ["machine", "label", *[name for name, _ in TOLERANCE_FIELDS]]
+
+    def get_queryset(self, request: HttpRequest) -> Any:
+        return super().get_queryset(request).filter(source=ToleranceTable.Source.USER)
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        return ["machine", "label"] if obj is not None else []
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def save_model(self, request: HttpRequest, obj: ToleranceTable, form: Any,
+                   change: bool) -> None:
+        values = {name: getattr(obj, name) for name, _ in TOLERANCE_FIELDS}
+        try:
+            if change:
+                saved = tolerance_table_update(table=ToleranceTable.objects.get(pk=obj.pk),
+                                               user=request.user, values=values)
+            elif obj.machine is None:
+                raise DomainError("Choose the machine the table is for.")
+            else:
+                saved = tolerance_table_create(user=request.user, machine=obj.machine,
+                                               label=obj.label, values=values)
+        except DomainError as exc:
+            messages.error(request, exc.message)
+            return
+        obj.pk = saved.pk
+        obj.refresh_from_db()

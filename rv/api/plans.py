@@ -1,0 +1,143 @@
+"""/api/v1/patients, /courses, /plans: read, filter, and the plan actions (approve ...)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from django_filters import rest_framework as filters
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import exceptions, serializers, viewsets
+from rest_framework.decorators import action
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from rv import errors
+from rv.api.serializers import (
+    CourseSerializer,
+    PatientSerializer,
+    PlanDetailSerializer,
+    PlanSerializer,
+)
+from rv.models import Course, Patient, Plan
+from rv.selectors import plan_detail
+from rv.services import plans as plan_services
+
+
+def _call(fn: Callable[[], Any]) -> Any:
+    """Run a service; its refusals become JSON errors with a message (403 or 409)."""
+    try:
+        return fn()
+    except errors.PermissionDenied as exc:
+        raise exceptions.PermissionDenied(exc.message) from exc
+    except errors.ValidationError as exc:
+        conflict = exceptions.APIException(exc.message)
+        conflict.status_code = 409
+        raise conflict from exc
+
+
+class PatientFilter(filters.FilterSet):
+    patient_id = filters.CharFilter()
+    name = filters.CharFilter(field_name="patient_name", lookup_expr="icontains")
+
+    class Meta:
+        model = Patient
+        fields = ["patient_id", "name"]
+
+
+class PatientViewSet(viewsets.ReadOnlyModelViewSet):
+    queryset = Patient.objects.order_by("patient_name", "patient_id")
+    serializer_class = PatientSerializer
+    filterset_class = PatientFilter
+
+
+class CourseViewSet(viewsets.ReadOnlyModelViewSet):
+    queryset = Course.objects.order_by("patient", "created_at", "id")
+    serializer_class = CourseSerializer
+    filterset_fields = ["patient", "status", "code"]
+
+
+class PlanFilter(filters.FilterSet):
+    patient_id = filters.CharFilter(field_name="patient__patient_id")
+    label = filters.CharFilter()
+    status = filters.MultipleChoiceFilter(choices=Plan.Status.choices)
+
+    class Meta:
+        model = Plan
+        fields = ["patient", "course", "patient_id", "label", "status", "kind",
+                  "dicom_approval_status"]
+
+
+ApproveRequest = inline_serializer("PlanApproveRequest", {
+    "password": serializers.CharField(help_text="the approver's password, entered again")})
+ReasonRequest = inline_serializer("PlanReasonRequest", {
+    "reason": serializers.CharField(required=False, allow_blank=True)})
+MoveRequest = inline_serializer("PlanMoveRequest", {"course": serializers.IntegerField()})
+
+
+class PlanViewSet(viewsets.ReadOnlyModelViewSet):
+    queryset = Plan.objects.select_related("course", "approved_by").prefetch_related(
+        "fraction_groups").order_by("-created_at", "-id")
+    filterset_class = PlanFilter
+    ordering_fields = ["created_at", "label", "revision", "status"]
+
+    def get_serializer_class(self) -> type[serializers.BaseSerializer]:
+        return PlanSerializer if self.action == "list" else PlanDetailSerializer
+
+    def get_object(self) -> Plan:
+        plan = super().get_object()
+        return plan_detail(pk=plan.pk)
+
+    def _done(self, plan: Plan) -> Response:
+        return Response(PlanDetailSerializer(plan_detail(pk=plan.pk)).data)
+
+    @extend_schema(request=ApproveRequest, responses=PlanDetailSerializer,
+                   description="Approve for treatment (physicist or physician), signing "
+                               "again with the password. 403: role or password; 409: the "
+                               "plan's status or RT Plan Approval Status forbids it.")
+    @action(detail=True, methods=["post"])
+    def approve(self, request: Request, pk: str | None = None) -> Response:
+        plan = super().get_object()
+        password = str(request.data.get("password", ""))
+        return self._done(_call(lambda: plan_services.plan_approve(
+            plan=plan, user=request.user, password=password)))
+
+    @extend_schema(request=ReasonRequest, responses=PlanDetailSerializer)
+    @action(detail=True, methods=["post"])
+    def hold(self, request: Request, pk: str | None = None) -> Response:
+        plan = super().get_object()
+        reason = str(request.data.get("reason", ""))
+        return self._done(_call(lambda: plan_services.plan_hold(
+            plan=plan, user=request.user, reason=reason)))
+
+    @extend_schema(request=None, responses=PlanDetailSerializer)
+    @action(detail=True, methods=["post"], url_path="release-hold")
+    def release_hold(self, request: Request, pk: str | None = None) -> Response:
+        plan = super().get_object()
+        return self._done(_call(lambda: plan_services.plan_release_hold(
+            plan=plan, user=request.user)))
+
+    @extend_schema(request=ReasonRequest, responses=PlanDetailSerializer)
+    @action(detail=True, methods=["post"])
+    def retire(self, request: Request, pk: str | None = None) -> Response:
+        plan = super().get_object()
+        reason = str(request.data.get("reason", ""))
+        return self._done(_call(lambda: plan_services.plan_retire(
+            plan=plan, user=request.user, reason=reason)))
+
+    @extend_schema(request=None, responses=PlanDetailSerializer)
+    @action(detail=True, methods=["post"])
+    def complete(self, request: Request, pk: str | None = None) -> Response:
+        plan = super().get_object()
+        return self._done(_call(lambda: plan_services.plan_complete(
+            plan=plan, user=request.user)))
+
+    @extend_schema(request=MoveRequest, responses=PlanDetailSerializer)
+    @action(detail=True, methods=["post"], url_path="move")
+    def move(self, request: Request, pk: str | None = None) -> Response:
+        plan = super().get_object()
+        course = Course.objects.filter(pk=request.data.get("course")).first()
+        if course is None:
+            raise exceptions.ValidationError({"course": "no such course"})
+        return self._done(_call(lambda: plan_services.plan_move_to_course(
+            plan=plan, user=request.user, course=course)))

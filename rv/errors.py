@@ -1,0 +1,30 @@
+"""Why rv refuses something. Plan import refusals are archive StoreErrors, so a C-STORE
+answers with their status and comment; the rest are raised by service functions."""
+
+from __future__ import annotations
+
+from archive.errors import StoreError
+
+
+class PlanRejected(StoreError):
+    """An RT Plan that cannot become clinical data: refused whole, nothing of it stored.
+
+    The comment leads with the point (only 64 characters reach the wire)."""
+
+    status = 0xA900  # PS3.4 B.2.3: Error, data set does not match SOP class / IOD
+
+
+class DomainError(Exception):
+    """A clinical rule refused the action; the message says why, for the user."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class PermissionDenied(DomainError):
+    """The user's role or re-entered password does not allow this action."""
+
+
+class ValidationError(DomainError):
+    """The action does not fit the object's state (e.g. approving a retired plan)."""

@@ -1,0 +1,22 @@
+"""The clinical models of rv, one small module per subject (DESIGN.md: no god files)."""
+
+from rv.models.audit import AuditEvent
+from rv.models.machine import ToleranceTable, TreatmentMachine
+from rv.models.patient import Course, Patient
+from rv.models.plan import (
+    ApplicationSetup,
+    Beam,
+    BrachyChannel,
+    BrachySource,
+    DoseReference,
+    FractionGroup,
+    FractionGroupBeam,
+    FractionGroupBrachySetup,
+    Plan,
+)
+
+__all__ = [
+    "ApplicationSetup", "AuditEvent", "Beam", "BrachyChannel", "BrachySource", "Course",
+    "DoseReference", "FractionGroup", "FractionGroupBeam", "FractionGroupBrachySetup",
+    "Patient", "Plan", "ToleranceTable", "TreatmentMachine",
+]

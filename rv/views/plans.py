@@ -1,0 +1,182 @@
+"""Clinical pages: patients, the patient chart, the plan page with its actions, and the
+physicists' tolerance tables. Thin doors into rv.services."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from rv.errors import DomainError
+from rv.forms import (
+    ApproveForm,
+    AssignToleranceForm,
+    MoveForm,
+    ReasonForm,
+    ToleranceTableForm,
+)
+from rv.models import Beam, Patient, Plan, ToleranceTable
+from rv.models.machine import TOLERANCE_FIELDS
+from rv.roles import PHYSICIAN, PHYSICIST, has_role
+from rv.selectors import (
+    course_list_for_patient,
+    patient_list,
+    plan_detail,
+    plan_fractions_delivered,
+)
+from rv.services import plans as plan_services
+from rv.services import tolerance as tolerance_services
+
+
+@login_required
+def patients(request: HttpRequest) -> HttpResponse:
+    search = request.GET.get("q", "")
+    page = Paginator(patient_list(search=search), 50).get_page(request.GET.get("page"))
+    return render(request, "rv/clinical_patients.html", {"page": page, "q": search})
+
+
+@login_required
+def patient_chart(request: HttpRequest, pk: int) -> HttpResponse:
+    patient = get_object_or_404(Patient.objects.select_related("archive_patient"), pk=pk)
+    courses = list(course_list_for_patient(patient=patient))
+    for course in courses:
+        for plan in course.plans.all():
+            plan.delivered = plan_fractions_delivered(plan=plan)  # type: ignore[attr-defined]
+    return render(request, "rv/chart.html", {"patient": patient, "courses": courses})
+
+
+def _beam_rows(plan: Plan) -> list[dict[str, Any]]:
+    meterset: dict[int, list[float]] = {}
+    for fg in plan.fraction_groups.all():
+        for ref in fg.beam_refs.all():
+            if ref.meterset is not None:
+                meterset.setdefault(ref.beam_id, []).append(ref.meterset)
+    rows = []
+    for beam in plan.beams.all():
+        rows.append({"beam": beam, "mu": meterset.get(beam.pk, []),
+                     "gantry": beam.first("gantry"),
+                     "gantry_end": beam.last("gantry") if beam.beam_type == "DYNAMIC" else None,
+                     "collimator": beam.first("collimator"), "couch": beam.first("couch"),
+                     "assign": AssignToleranceForm(machine_id=beam.machine_id)
+                     if beam.tolerance_table is None or
+                     beam.tolerance_table.source == ToleranceTable.Source.USER else None})
+    return rows
+
+
+@login_required
+def plan_page(request: HttpRequest, pk: int) -> HttpResponse:
+    try:
+        plan = plan_detail(pk=pk)
+    except Plan.DoesNotExist:
+        raise Http404("no such plan") from None
+    return render(request, "rv/plan.html", {
+        "plan": plan, "beams": _beam_rows(plan), "delivered": plan_fractions_delivered(plan=plan),
+        "approve_form": ApproveForm(), "reason_form": ReasonForm(),
+        "move_form": MoveForm(patient_id=plan.patient_id),
+        "may_approve": has_role(request.user, PHYSICIST, PHYSICIAN),
+        "is_physicist": has_role(request.user, PHYSICIST),
+        "chain": plan.revision_chain()[1:],
+    })
+
+
+def _act(request: HttpRequest, plan: Plan, action: Callable[[], object], done: str
+         ) -> HttpResponseRedirect:
+    try:
+        action()
+    except DomainError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, done)
+    return redirect("rv-plan", plan.pk)
+
+
+@login_required
+@require_POST
+def plan_action(request: HttpRequest, pk: int, action: str) -> HttpResponseRedirect:
+    plan = get_object_or_404(Plan, pk=pk)
+    user = request.user
+    reason = request.POST.get("reason", "")
+    actions: dict[str, tuple[Callable[[], object], str]] = {
+        "approve": (lambda: plan_services.plan_approve(
+            plan=plan, user=user, password=request.POST.get("password", "")),
+            "Plan approved for treatment."),
+        "hold": (lambda: plan_services.plan_hold(plan=plan, user=user, reason=reason),
+                 "Plan put on hold."),
+        "release": (lambda: plan_services.plan_release_hold(plan=plan, user=user),
+                    "Plan released from hold."),
+        "retire": (lambda: plan_services.plan_retire(plan=plan, user=user, reason=reason),
+                   "Plan retired."),
+        "complete": (lambda: plan_services.plan_complete(plan=plan, user=user),
+                     "Plan completed."),
+    }
+    if action == "move":
+        form = MoveForm(request.POST, patient_id=plan.patient_id)
+        if not form.is_valid():
+            messages.error(request, "Choose an active course of this patient.")
+            return redirect("rv-plan", plan.pk)
+        return _act(request, plan, lambda: plan_services.plan_move_to_course(
+            plan=plan, user=user, course=form.cleaned_data["course"]), "Plan moved.")
+    if action == "new-course":
+        return _act(request, plan, lambda: plan_services.course_create(
+            patient=plan.patient, user=user), "Course opened.")
+    if action not in actions:
+        return redirect("rv-plan", plan.pk)
+    call, done = actions[action]
+    return _act(request, plan, call, done)
+
+
+@login_required
+@require_POST
+def beam_assign_tolerance(request: HttpRequest, pk: int) -> HttpResponseRedirect:
+    beam = get_object_or_404(Beam.objects.select_related("plan"), pk=pk)
+    form = AssignToleranceForm(request.POST, machine_id=beam.machine_id)
+    if not form.is_valid():
+        messages.error(request, "Choose a tolerance table of this beam's machine.")
+        return redirect("rv-plan", beam.plan_id)
+    return _act(request, beam.plan, lambda: tolerance_services.tolerance_table_assign(
+        beam=beam, table=form.cleaned_data["table"], user=request.user),
+        f"Tolerance table assigned to beam {beam.number}.")
+
+
+@login_required
+def tolerance_tables(request: HttpRequest) -> HttpResponse:
+    form = ToleranceTableForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            tolerance_services.tolerance_table_create(
+                user=request.user, machine=form.cleaned_data["machine"],
+                label=form.cleaned_data["label"], values=form.tolerance_values())
+        except DomainError as exc:
+            messages.error(request, exc.message)
+        else:
+            messages.success(request, "Tolerance table created.")
+            return redirect("rv-tolerance-tables")
+    tables = ToleranceTable.objects.filter(source=ToleranceTable.Source.USER).select_related(
+        "machine").order_by("machine__name", "label", "-version")
+    return render(request, "rv/tolerance_tables.html", {
+        "tables": tables, "form": form, "fields": TOLERANCE_FIELDS,
+        "is_physicist": has_role(request.user, PHYSICIST)})
+
+
+@login_required
+def tolerance_table_edit(request: HttpRequest, pk: int) -> HttpResponse:
+    table = get_object_or_404(ToleranceTable, pk=pk, source=ToleranceTable.Source.USER)
+    form = ToleranceTableForm(request.POST or None, editing=True,
+                              initial=table.values())
+    if request.method == "POST" and form.is_valid():
+        try:
+            saved = tolerance_services.tolerance_table_update(
+                table=table, user=request.user, values=form.tolerance_values())
+        except DomainError as exc:
+            messages.error(request, exc.message)
+        else:
+            messages.success(request, f"Saved as version {saved.version}."
+                             if saved.pk != table.pk else "Saved.")
+            return redirect("rv-tolerance-tables")
+    return render(request, "rv/tolerance_table_edit.html", {"table": table, "form": form})

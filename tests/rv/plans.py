@@ -1,0 +1,180 @@
+"""RT Plans built by the tests (and the benchmark): a VMAT plan and a brachy plan, small
+enough to reason about, real enough to exercise the importer."""
+
+from __future__ import annotations
+
+import io
+
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.sequence import Sequence
+from pydicom.uid import ExplicitVRLittleEndian, RTPlanStorage, generate_uid
+
+
+def _base(*, patient_id: str, label: str, approval: str, sop_uid: str | None) -> Dataset:
+    ds = Dataset()
+    ds.SOPClassUID = RTPlanStorage
+    ds.SOPInstanceUID = sop_uid or generate_uid()
+    ds.StudyInstanceUID = generate_uid()
+    ds.SeriesInstanceUID = generate_uid()
+    ds.Modality = "RTPLAN"
+    ds.PatientID = patient_id
+    ds.PatientName = f"Test^{patient_id}"
+    ds.PatientBirthDate = "19600101"
+    ds.PatientSex = "F"
+    ds.Manufacturer = "Verity tests"
+    ds.RTPlanLabel = label
+    ds.RTPlanName = f"{label} plan"
+    ds.RTPlanDate = "20260101"
+    ds.RTPlanGeometry = "PATIENT"
+    ds.ApprovalStatus = approval
+    ds.FrameOfReferenceUID = generate_uid()
+    return ds
+
+
+def vmat_plan(*, patient_id: str = "VMAT01", label: str = "VMAT", arcs: int = 2,
+              control_points: int = 178, leaf_pairs: int = 60, approval: str = "APPROVED",
+              fractions: int = 30, machine: str = "TrueBeam1", sop_uid: str | None = None,
+              meterset: float = 250.0) -> Dataset:
+    """A VMAT plan: `arcs` arcs of `control_points` points, MLC with 2 x leaf_pairs leaves.
+    Only the first point carries collimator/couch/jaws (later points list only changes)."""
+    ds = _base(patient_id=patient_id, label=label, approval=approval, sop_uid=sop_uid)
+    tol = Dataset()
+    tol.ToleranceTableNumber = 1
+    tol.ToleranceTableLabel = "VMAT tight"
+    tol.GantryAngleTolerance = 1.0
+    tol.PatientSupportAngleTolerance = 1.0
+    dev = Dataset()
+    dev.RTBeamLimitingDeviceType = "MLCX"
+    dev.BeamLimitingDevicePositionTolerance = 2.0
+    tol.BeamLimitingDeviceToleranceSequence = Sequence([dev])
+    ds.ToleranceTableSequence = Sequence([tol])
+    dose_ref = Dataset()
+    dose_ref.DoseReferenceNumber = 1
+    dose_ref.DoseReferenceStructureType = "VOLUME"
+    dose_ref.DoseReferenceDescription = "PTV"
+    dose_ref.DoseReferenceType = "TARGET"
+    dose_ref.TargetPrescriptionDose = 60.0
+    dose_ref.DeliveryMaximumDose = 64.0
+    ds.DoseReferenceSequence = Sequence([dose_ref])
+    fg = Dataset()
+    fg.FractionGroupNumber = 1
+    fg.NumberOfFractionsPlanned = fractions
+    fg.NumberOfBeams = arcs
+    fg.NumberOfBrachyApplicationSetups = 0
+    refs = []
+    beams = []
+    for b in range(1, arcs + 1):
+        ref = Dataset()
+        ref.ReferencedBeamNumber = b
+        ref.BeamMeterset = f"{meterset + b:.4f}"
+        ref.BeamDose = 1.0
+        refs.append(ref)
+        beam = Dataset()
+        beam.BeamNumber = b
+        beam.BeamName = f"Arc{b}"
+        beam.TreatmentMachineName = machine
+        beam.PrimaryDosimeterUnit = "MU"
+        beam.RadiationType = "PHOTON"
+        beam.BeamType = "DYNAMIC"
+        beam.TreatmentDeliveryType = "TREATMENT"
+        beam.ReferencedToleranceTableNumber = 1
+        beam.FinalCumulativeMetersetWeight = 1
+        beam.NumberOfControlPoints = control_points
+        devices = []
+        for kind, pairs in (("ASYMX", 1), ("ASYMY", 1), ("MLCX", leaf_pairs)):
+            d = Dataset()
+            d.RTBeamLimitingDeviceType = kind
+            d.NumberOfLeafJawPairs = pairs
+            devices.append(d)
+        beam.BeamLimitingDeviceSequence = Sequence(devices)
+        cps = []
+        clockwise = b % 2 == 1
+        for i in range(control_points):
+            cp = Dataset()
+            cp.ControlPointIndex = i
+            gantry = (181.0 + i * 358.0 / (control_points - 1)) % 360
+            cp.GantryAngle = f"{gantry if clockwise else (360 - gantry) % 360:.1f}"
+            cp.CumulativeMetersetWeight = f"{i / (control_points - 1):.6f}"
+            positions = []
+            if i == 0:
+                cp.NominalBeamEnergy = 6
+                cp.BeamLimitingDeviceAngle = 30.0 if clockwise else 330.0
+                cp.PatientSupportAngle = 0.0
+                for kind, value in (("ASYMX", [-50.0, 50.0]), ("ASYMY", [-60.0, 60.0])):
+                    p = Dataset()
+                    p.RTBeamLimitingDeviceType = kind
+                    p.LeafJawPositions = value
+                    positions.append(p)
+            mlc = Dataset()
+            mlc.RTBeamLimitingDeviceType = "MLCX"
+            shift = (i % 20) * 0.5
+            mlc.LeafJawPositions = ([f"{-20.0 - shift:.2f}"] * leaf_pairs
+                                    + [f"{20.0 + shift:.2f}"] * leaf_pairs)
+            positions.append(mlc)
+            cp.BeamLimitingDevicePositionSequence = Sequence(positions)
+            cps.append(cp)
+        beam.ControlPointSequence = Sequence(cps)
+        beams.append(beam)
+    fg.ReferencedBeamSequence = Sequence(refs)
+    ds.FractionGroupSequence = Sequence([fg])
+    ds.BeamSequence = Sequence(beams)
+    return ds
+
+
+def brachy_plan(*, patient_id: str = "BRACHY01", label: str = "HDR cervix",
+                approval: str = "APPROVED") -> Dataset:
+    """An HDR plan: one Ir-192 source, one application setup with two channels."""
+    ds = _base(patient_id=patient_id, label=label, approval=approval, sop_uid=None)
+    ds.BrachyTreatmentTechnique = "INTRACAVITARY"
+    ds.BrachyTreatmentType = "HDR"
+    src = Dataset()
+    src.SourceNumber = 1
+    src.SourceType = "LINE"
+    src.SourceIsotopeName = "Ir-192"
+    src.SourceIsotopeHalfLife = 73.83
+    src.ReferenceAirKermaRate = 40700
+    src.SourceStrengthReferenceDate = "20260101"
+    src.SourceStrengthReferenceTime = "120000"
+    ds.SourceSequence = Sequence([src])
+    machine = Dataset()
+    machine.TreatmentMachineName = "Afterloader1"
+    ds.TreatmentMachineSequence = Sequence([machine])
+    setup = Dataset()
+    setup.ApplicationSetupNumber = 1
+    setup.ApplicationSetupType = "FLETCHER"
+    setup.ApplicationSetupName = "Ring and tandem"
+    channels = []
+    for n, seconds in ((1, 120.5), (2, 95.25)):
+        ch = Dataset()
+        ch.ChannelNumber = n
+        ch.ChannelTotalTime = seconds
+        ch.ReferencedSourceNumber = 1
+        ch.SourceMovementType = "STEPWISE"
+        ch.NumberOfControlPoints = 0
+        ch.BrachyControlPointSequence = Sequence([])
+        channels.append(ch)
+    setup.ChannelSequence = Sequence(channels)
+    ds.ApplicationSetupSequence = Sequence([setup])
+    fg = Dataset()
+    fg.FractionGroupNumber = 1
+    fg.NumberOfFractionsPlanned = 4
+    fg.NumberOfBeams = 0
+    fg.NumberOfBrachyApplicationSetups = 1
+    ref = Dataset()
+    ref.ReferencedBrachyApplicationSetupNumber = 1
+    ref.BrachyApplicationSetupDose = 7.0
+    fg.ReferencedBrachyApplicationSetupSequence = Sequence([ref])
+    ds.FractionGroupSequence = Sequence([fg])
+    return ds
+
+
+def part10(ds: Dataset) -> bytes:
+    """Encode as a DICOM Part 10 file, explicit VR little endian."""
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta = meta
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    return buf.getvalue()
