@@ -21,6 +21,12 @@ EXPECTED_REFUSALS = {
     # A Varian-private SOP class (Halcyon plan, ARIA 15.5): not a class Verity stores.
     "pps_halcyon_plan_RP.1.2.246.352.71.5.818656424269.463732.20180308211117.dcm":
         "is not one this archive stores",
+    # Leksell GammaPlan: fraction group 0 lists no beams, so no shot has a meterset.
+    "pps_GK_test_data_gkdosefile_RTPLAN.dcm": "RT Plan rejected",
+    "pps_GK_test_data_plan_test_GK_PLAN_DICOM_NOME_NENHUM_SEMID_20170825_000000_Series_000_"
+    "RTPLAN_1.3.6.1.4.1.5962.99.1.806143395.770388248.1521224598947.2.0.dcm": "RT Plan rejected",
+    # Eclipse 8.1 (SlicerRT PROS): a CBCT imaging field exported as a TREATMENT beam, no MU.
+    "slicerrt_RP.1.2.246.352.71.5.2088656855.377401.20110920153647.dcm": "RT Plan rejected",
 }
 
 

@@ -141,6 +141,7 @@ def test_whole_corpus_over_the_network(live_scp: tuple[str, int], corpus: Path) 
             assert "1.2.246.352.70.1.70" in output, output
             continue
         assert uid in refused, f"{uid} was neither stored nor refused with a reason"
-        assert any(word in refused[uid] for word in ("Patient mismatch", "original kept")), \
+        assert any(word in refused[uid] for word in (
+            "Patient mismatch", "original kept", "RT Plan rejected")), \
             refused[uid]
     assert log.stored == len(stored)

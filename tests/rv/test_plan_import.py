@@ -27,11 +27,12 @@ def receive(ds) -> Plan:  # type: ignore[no-untyped-def]
     return Plan.objects.get(instance=result.instance)
 
 
-def test_pydicom_rtplan_as_shipped_is_refused_by_the_archive() -> None:
-    # Its file meta names another SOP Instance UID than its data set: the archive's rule.
-    data = ensure_part10(Path(get_testdata_file("rtplan.dcm")).read_bytes())
-    with pytest.raises(StoreError, match="Media Storage SOP Instance UID"):
-        object_receive(data=data, source="import")
+def test_pydicom_rtplan_as_shipped_imports_by_its_data_set() -> None:
+    # Its file meta names another SOP Instance UID than its data set: the data set's counts.
+    raw = ensure_part10(Path(get_testdata_file("rtplan.dcm")).read_bytes())
+    plan = Plan.objects.get(instance=object_receive(data=raw, source="import").instance)
+    assert plan.sop_instance_uid == dcmread(get_testdata_file("rtplan.dcm")).SOPInstanceUID
+    assert plan.fraction_groups.get().fractions_planned == 30
 
 
 def test_pydicom_rtplan_becomes_a_plan() -> None:
