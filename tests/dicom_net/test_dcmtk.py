@@ -46,7 +46,7 @@ def test_storescu_files_are_indexed_and_kept_byte_for_byte(
     reference = tmp_path / "reference"
     reference.mkdir()
     port = free_port()
-    ref = subprocess.Popen([storescp, "-B", "-od", str(reference), "-aet", "REF", str(port)])
+    ref = subprocess.Popen([storescp, "+B", "-od", str(reference), "-aet", "REF", str(port)])
     try:
         for _ in range(100):
             if _run(need_tool("echoscu"), "-aec", "REF", "127.0.0.1", str(port)).returncode == 0:
