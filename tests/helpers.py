@@ -125,3 +125,20 @@ def seed_qr_archive() -> dict[str, object]:
                       SeriesDescription=f"{modality} series", SeriesDate=cdate,
                       ContentDate=cdate, ContentTime="120000", InstanceNumber=number)
     return uids
+
+
+def child_env(data_dir: Path, **extra: str) -> dict[str, str]:
+    """Environment for a manage.py subprocess that uses the test database and data dir."""
+    import os
+
+    from django.db import connection
+
+    env = dict(os.environ)
+    db = connection.settings_dict
+    if db["ENGINE"].endswith("sqlite3"):
+        env["DATABASE_URL"] = f"sqlite:///{db['NAME']}"
+    else:
+        env["DATABASE_URL"] = (f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:"
+                               f"{db['PORT'] or 5432}/{db['NAME']}")
+    env.update(RV_DATA_DIR=str(data_dir), RV_ACCEPT_UNKNOWN_AE="true", **extra)
+    return env

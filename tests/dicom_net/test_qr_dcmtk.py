@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import re
 import subprocess
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,7 +15,7 @@ from pydicom.dataset import Dataset
 from archive import storage
 from archive.models import Instance
 from dicom_net.services import node_add
-from tests.conftest import free_port, need_tool
+from tests.conftest import need_tool
 from tests.helpers import dataset_bytes, seed_qr_archive
 
 pytestmark = pytest.mark.interop
@@ -158,23 +156,10 @@ def test_findscu_failures_carry_a_status_and_comment(
 
 
 @pytest.fixture
-def destination(tmp_path: Path) -> Iterator[tuple[str, int, Path]]:
-    """DCMTK's storescp, bit-preserving, registered as a move destination."""
-    storescp = need_tool("storescp")
-    out = tmp_path / "received"
-    out.mkdir()
-    port = free_port()
-    proc = subprocess.Popen([storescp, "+B", "-od", str(out), "-aet", "DEST", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        for _ in range(100):
-            if _run(need_tool("echoscu"), "-aec", "DEST", "127.0.0.1", str(port)).returncode == 0:
-                break
-            time.sleep(0.05)
-        yield "DEST", port, out
-    finally:
-        proc.terminate()
-        proc.wait(10)
+def destination(storescp_peer) -> tuple[str, int, Path]:  # type: ignore[no-untyped-def]
+    """DCMTK's storescp, bit-preserving; tests register it (or not) as a move destination."""
+    port, out = storescp_peer("DEST")
+    return "DEST", port, out
 
 
 def assert_byte_identical(received: list[Path], expected_uids: set[str]) -> None:
