@@ -14,6 +14,7 @@ urlpatterns = [
     path("archive/studies/<int:pk>/", archive_views.study_detail, name="archive-study"),
     path("admin/", admin.site.urls),
     path("api/v1/", include("rv.api.urls")),
+    path("api/v1/", include("dicom_net.api")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
 ]
