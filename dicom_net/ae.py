@@ -34,6 +34,9 @@ from pynetdicom.sop_class import (
     MultiFrameGrayscaleByteSecondaryCaptureImageStorage,
     MultiFrameGrayscaleWordSecondaryCaptureImageStorage,
     MultiFrameTrueColorSecondaryCaptureImageStorage,
+    PatientRootQueryRetrieveInformationModelFind,
+    PatientRootQueryRetrieveInformationModelGet,
+    PatientRootQueryRetrieveInformationModelMove,
     PositronEmissionTomographyImageStorage,
     RTBeamsTreatmentRecordStorage,
     RTBrachyTreatmentRecordStorage,
@@ -45,12 +48,14 @@ from pynetdicom.sop_class import (
     RTStructureSetStorage,
     RTTreatmentSummaryRecordStorage,
     SecondaryCaptureImageStorage,
+    StudyRootQueryRetrieveInformationModelFind,
+    StudyRootQueryRetrieveInformationModelGet,
+    StudyRootQueryRetrieveInformationModelMove,
     Verification,
 )
 from pynetdicom.transport import ThreadedAssociationServer
 
 from dicom_net.models import Node
-from dicom_net.qr import QR_SOP_CLASSES
 from dicom_net.sending import install_file_sender
 
 log = logging.getLogger(__name__)
@@ -76,6 +81,16 @@ STORAGE_SOP_CLASSES = [
     MultiFrameGrayscaleByteSecondaryCaptureImageStorage,
     MultiFrameGrayscaleWordSecondaryCaptureImageStorage,
     MultiFrameTrueColorSecondaryCaptureImageStorage,
+]
+
+# PS3.4 C.6: the Query/Retrieve models and their services (handlers in dicom_net/qr.py).
+QR_SOP_CLASSES = [
+    PatientRootQueryRetrieveInformationModelFind,
+    PatientRootQueryRetrieveInformationModelMove,
+    PatientRootQueryRetrieveInformationModelGet,
+    StudyRootQueryRetrieveInformationModelFind,
+    StudyRootQueryRetrieveInformationModelMove,
+    StudyRootQueryRetrieveInformationModelGet,
 ]
 
 UNCOMPRESSED_TRANSFER_SYNTAXES = [

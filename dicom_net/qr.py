@@ -17,6 +17,7 @@ from typing import Any
 from django.conf import settings
 from django.db import DatabaseError, close_old_connections
 from pydicom.dataset import Dataset
+from pydicom.uid import ExplicitVRLittleEndian
 from pynetdicom import evt
 from pynetdicom.events import Event
 from pynetdicom.presentation import build_context
@@ -24,14 +25,12 @@ from pynetdicom.sop_class import (
     PatientRootQueryRetrieveInformationModelFind,
     PatientRootQueryRetrieveInformationModelGet,
     PatientRootQueryRetrieveInformationModelMove,
-    StudyRootQueryRetrieveInformationModelFind,
-    StudyRootQueryRetrieveInformationModelGet,
-    StudyRootQueryRetrieveInformationModelMove,
     Verification,
 )
 
 from archive.models import Instance
 from archive.query import InvalidQuery, Root, find, retrieve_instances
+from dicom_net.ae import STORAGE_SOP_CLASSES
 from dicom_net.models import Node
 from dicom_net.sending import StoredFile, install_file_sender, storage_contexts
 from dicom_net.statuses import (
@@ -44,15 +43,6 @@ from dicom_net.statuses import (
 
 log = logging.getLogger(__name__)
 
-# PS3.4 C.6: the models and their services, as the SCP supports them.
-QR_SOP_CLASSES = [
-    PatientRootQueryRetrieveInformationModelFind,
-    PatientRootQueryRetrieveInformationModelMove,
-    PatientRootQueryRetrieveInformationModelGet,
-    StudyRootQueryRetrieveInformationModelFind,
-    StudyRootQueryRetrieveInformationModelMove,
-    StudyRootQueryRetrieveInformationModelGet,
-]
 _PATIENT_ROOT = {PatientRootQueryRetrieveInformationModelFind,
                  PatientRootQueryRetrieveInformationModelMove,
                  PatientRootQueryRetrieveInformationModelGet}
@@ -141,8 +131,10 @@ def handle_move(event: Event) -> Iterator[Any]:
         failure = None
     contexts = storage_contexts((i.sop_class_uid, i.transfer_syntax_uid) for i in instances)
     if failure is not None or not instances:
-        # pynetdicom opens the association before it takes our answer: propose one context.
-        contexts = [build_context(Verification)]
+        # pynetdicom associates with the destination before it takes our answer; propose
+        # what any storage SCP accepts, then release it without sending anything.
+        contexts = [build_context(Verification),
+                    *storage_contexts((cls, ExplicitVRLittleEndian) for cls in STORAGE_SOP_CLASSES)]
     yield node.host, node.port, {"contexts": contexts}
     if failure is not None:
         log.info("C-MOVE from %s refused: %s", _calling(event), failure.comment)

@@ -8,8 +8,12 @@ import re
 from pydicom.uid import UID
 from pynetdicom.sop_class import Verification
 
-from dicom_net.ae import STORAGE_SOP_CLASSES, STORAGE_TRANSFER_SYNTAXES, build_ae
-from dicom_net.qr import QR_SOP_CLASSES
+from dicom_net.ae import (
+    QR_SOP_CLASSES,
+    STORAGE_SOP_CLASSES,
+    STORAGE_TRANSFER_SYNTAXES,
+    build_ae,
+)
 from tests.conftest import REPO
 
 DOC = REPO / "docs" / "CONFORMANCE.md"
