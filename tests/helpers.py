@@ -142,3 +142,12 @@ def child_env(data_dir: Path, **extra: str) -> dict[str, str]:
                                f"{db['PORT'] or 5432}/{db['NAME']}")
     env.update(RV_DATA_DIR=str(data_dir), RV_ACCEPT_UNKNOWN_AE="true", **extra)
     return env
+
+
+def qr_identifier(level: str, **keys: object) -> Dataset:
+    """A Query/Retrieve identifier: the level and the given keys (empty string: return it)."""
+    ds = Dataset()
+    ds.QueryRetrieveLevel = level
+    for keyword, value in keys.items():
+        setattr(ds, keyword, value)
+    return ds

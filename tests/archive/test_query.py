@@ -17,19 +17,11 @@ from archive.query import (
     value_q,
     wildcard_regex,
 )
-from tests.helpers import seed_qr_archive
-
-
-def ident(level: str, **keys: object) -> Dataset:
-    ds = Dataset()
-    ds.QueryRetrieveLevel = level
-    for keyword, value in keys.items():
-        setattr(ds, keyword, value)
-    return ds
+from tests.helpers import qr_identifier, seed_qr_archive
 
 
 def results(level: str, root: str = "study", **keys: object) -> list[Dataset]:
-    return list(find(ident(level, **keys), root=root, retrieve_ae="RV_SCP"))  # type: ignore[arg-type]
+    return list(find(qr_identifier(level, **keys), root=root, retrieve_ae="RV_SCP"))  # type: ignore[arg-type]
 
 
 def values(level: str, keyword: str, root: str = "study", **keys: object) -> list[str]:
@@ -153,8 +145,9 @@ def test_non_ascii_names_come_back_as_utf8(db) -> None:  # type: ignore[no-untyp
 
 def test_retrieve_needs_the_unique_key(seeded: dict[str, dict[str, str]]) -> None:
     with pytest.raises(InvalidQuery, match="needs StudyInstanceUID"):
-        retrieve_instances(ident("STUDY", StudyInstanceUID=""), root="study")
-    found = retrieve_instances(ident("SERIES", SeriesInstanceUID=[
+        retrieve_instances(qr_identifier("STUDY", StudyInstanceUID=""), root="study")
+    found = retrieve_instances(qr_identifier("SERIES", SeriesInstanceUID=[
         seeded["series"]["ct"], seeded["series"]["mr"]]), root="study")
     assert found.count() == 3
-    assert retrieve_instances(ident("PATIENT", PatientID="PQR2"), root="patient").count() == 1
+    one = retrieve_instances(qr_identifier("PATIENT", PatientID="PQR2"), root="patient")
+    assert one.count() == 1

@@ -16,15 +16,7 @@ from pynetdicom.sop_class import (
 
 from dicom_net.services import node_add
 from tests.conftest import free_port
-from tests.helpers import seed_qr_archive
-
-
-def _identifier(level: str, **keys: object) -> Dataset:
-    ds = Dataset()
-    ds.QueryRetrieveLevel = level
-    for keyword, value in keys.items():
-        setattr(ds, keyword, value)
-    return ds
+from tests.helpers import qr_identifier, seed_qr_archive
 
 
 def _assoc(addr: tuple[str, int], context: str, calling: str = "QRSCU"):  # type: ignore[no-untyped-def]
@@ -69,7 +61,7 @@ def test_move_with_a_refused_sub_operation_ends_in_warning(live_scp: tuple[str, 
 
     dest = _destination(store)
     try:
-        responses = _move(live_scp, _identifier("STUDY", StudyInstanceUID=uids["study"]["A"]))  # type: ignore[index]
+        responses = _move(live_scp, qr_identifier("STUDY", StudyInstanceUID=uids["study"]["A"]))  # type: ignore[index]
     finally:
         dest.shutdown()
     final, identifier = responses[-1]
@@ -91,7 +83,7 @@ def test_destination_taking_only_implicit_vr_gets_the_object_converted(
 
     dest = _destination(store, [ImplicitVRLittleEndian])
     try:
-        responses = _move(live_scp, _identifier("IMAGE", StudyInstanceUID=uids["study"]["B"],  # type: ignore[index]
+        responses = _move(live_scp, qr_identifier("IMAGE", StudyInstanceUID=uids["study"]["B"],  # type: ignore[index]
                                                 SeriesInstanceUID=uids["series"]["ct2"],  # type: ignore[index]
                                                 SOPInstanceUID=uids["sop"]["ct2-1"]))  # type: ignore[index]
     finally:
@@ -110,15 +102,15 @@ def test_nodes_without_the_query_role_are_refused(live_scp: tuple[str, int],
     dest = _destination(lambda event: 0x0000)
     try:
         assoc = _assoc(live_scp, StudyRootQueryRetrieveInformationModelFind)
-        ((status, _),) = list(assoc.send_c_find(_identifier("STUDY", StudyInstanceUID=""),
+        ((status, _),) = list(assoc.send_c_find(qr_identifier("STUDY", StudyInstanceUID=""),
                                                 StudyRootQueryRetrieveInformationModelFind))
         assoc.release()
         assert status.Status == 0x0124
         assert "may not query" in status.ErrorComment
-        final = _move(live_scp, _identifier("STUDY", StudyInstanceUID=uids["study"]["A"]))[-1]  # type: ignore[index]
+        final = _move(live_scp, qr_identifier("STUDY", StudyInstanceUID=uids["study"]["A"]))[-1]  # type: ignore[index]
         assert final[0].Status == 0x0124
         assoc = _assoc(live_scp, PatientRootQueryRetrieveInformationModelGet)
-        responses = list(assoc.send_c_get(_identifier("PATIENT", PatientID="PQR1"),
+        responses = list(assoc.send_c_get(qr_identifier("PATIENT", PatientID="PQR1"),
                                           PatientRootQueryRetrieveInformationModelGet))
         assoc.release()
         assert responses[-1][0].Status == 0x0124
@@ -130,9 +122,9 @@ def test_bad_identifiers_get_a900_with_a_comment(live_scp: tuple[str, int]) -> N
     assoc = _assoc(live_scp, StudyRootQueryRetrieveInformationModelFind)
     try:
         for identifier, words in [
-            (_identifier("PATIENT", PatientID=""), "no PATIENT level"),
-            (_identifier("STUDY", StudyDate="2026-01-01"), "not a DICOM date"),
-            (_identifier("SERIES", Modality=["CT", "MR"]), "list matching"),
+            (qr_identifier("PATIENT", PatientID=""), "no PATIENT level"),
+            (qr_identifier("STUDY", StudyDate="2026-01-01"), "not a DICOM date"),
+            (qr_identifier("SERIES", Modality=["CT", "MR"]), "list matching"),
         ]:
             ((status, _),) = list(assoc.send_c_find(
                 identifier, StudyRootQueryRetrieveInformationModelFind))
@@ -140,5 +132,5 @@ def test_bad_identifiers_get_a900_with_a_comment(live_scp: tuple[str, int]) -> N
             assert words in status.ErrorComment
     finally:
         assoc.release()
-    final = _move(live_scp, _identifier("STUDY", StudyInstanceUID=""))
+    final = _move(live_scp, qr_identifier("STUDY", StudyInstanceUID=""))
     assert final == [] or final[-1][0].Status in (0xA801, 0xA900)
