@@ -137,6 +137,7 @@ RV_SCP_PROCESSES = env_int("RV_SCP_PROCESSES", 1, low=1, high=64)
 # Export queue (manage.py export_worker): attempts before FAILED, first retry delay (doubles
 # each attempt, at most RV_EXPORT_MAX_DELAY), how long a claimed job is a worker's before
 # another may take it over, idle poll interval and network timeout, in seconds.
+RV_EXPORT_ENQUEUE = "dicom_net.exports.export_enqueue"  # rv.outbox calls it (no import)
 RV_EXPORT_MAX_ATTEMPTS = env_int("RV_EXPORT_MAX_ATTEMPTS", 8, low=1)
 RV_EXPORT_BASE_DELAY = env_float("RV_EXPORT_BASE_DELAY", 30.0, low=0.0)
 RV_EXPORT_MAX_DELAY = env_float("RV_EXPORT_MAX_DELAY", 3600.0, low=0.0)

@@ -230,3 +230,17 @@ def test_worker_stops_cleanly_on_sigterm(transactional_db, data_dir) -> None:  #
     output = worker.communicate(timeout=30)[0]
     assert worker.returncode == 0, output
     assert "stopped" in output
+
+
+@pytest.mark.django_db
+def test_rv_queues_exports_through_its_outbox_in_its_own_transaction() -> None:
+    from rv.outbox import record_export
+
+    (instance,) = stored()
+    peer_node(104)
+    with pytest.raises(RuntimeError), transaction.atomic():
+        record_export(instance=instance)
+        raise RuntimeError("the record could not be saved")
+    assert not ExportJob.objects.exists()
+    (job,) = record_export(instance=instance)
+    assert job.instance == instance
