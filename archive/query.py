@@ -335,6 +335,9 @@ def _respond(page: list[dict[str, Any]], identifier: Dataset, level: str, reques
             elif keyword not in ALWAYS:
                 elem = identifier[keyword]
                 ds.add_new(elem.tag, elem.VR, [] if elem.VR == "SQ" else None)
+        for elem in identifier:
+            if not elem.keyword:  # private or unknown tags: not in the index, returned empty
+                ds.add_new(elem.tag, elem.VR, None)
         ds.QueryRetrieveLevel = level
         ds.RetrieveAETitle = retrieve_ae
         if "SpecificCharacterSet" in identifier or any(not t.isascii() for t in texts):

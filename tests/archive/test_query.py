@@ -125,6 +125,13 @@ def test_exactly_the_requested_keys_with_counts(seeded: dict[str, dict[str, str]
     assert match.OtherPatientIDs in ("", None)  # not in the index: returned empty
 
 
+def test_private_keys_come_back_empty(seeded: dict[str, dict[str, str]]) -> None:
+    identifier = qr_identifier("STUDY", StudyInstanceUID=seeded["study"]["B"])
+    identifier.add_new(0x00091010, "LO", "anything")
+    (match,) = find(identifier, root="study", retrieve_ae="RV_SCP")
+    assert match[0x00091010].value in ("", None)
+
+
 def test_modalities_in_study_matches_without_changing_the_counts(
         seeded: dict[str, dict[str, str]]) -> None:
     (match,) = results("STUDY", ModalitiesInStudy="MR", NumberOfStudyRelatedSeries="")
