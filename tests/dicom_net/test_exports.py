@@ -17,6 +17,7 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.core.management import call_command
 from django.db import transaction
+from django.utils import timezone
 from pydicom import dcmread
 from pynetdicom import AE, evt
 from pynetdicom.sop_class import CTImageStorage
@@ -92,7 +93,7 @@ def test_exported_files_are_byte_identical(transactional_db, storescp_peer) -> N
 
 def test_peer_down_retries_with_backoff_then_delivers(
         transactional_db, storescp_peer, settings) -> None:  # type: ignore[no-untyped-def]
-    settings.RV_EXPORT_BASE_DELAY = 0.4
+    settings.RV_EXPORT_BASE_DELAY = 1.0
     port = free_port()
     peer_node(port)
     (instance,) = stored()
@@ -102,22 +103,20 @@ def test_peer_down_retries_with_backoff_then_delivers(
     job.refresh_from_db()
     assert (job.status, job.attempts) == (ExportJob.Status.PENDING, 1)
     assert "no association" in job.last_error
-    assert job.next_attempt_at - job.updated_at == pytest.approx(timedelta(seconds=0.4),
-                                                                  abs=timedelta(seconds=0.1))
+    assert job.next_attempt_at - job.updated_at == timedelta(seconds=1)
     drain()  # not due yet: no attempt
     job.refresh_from_db()
     assert job.attempts == 1
 
-    time.sleep(0.5)
+    time.sleep(1.1)
     drain()
     job.refresh_from_db()
     assert job.attempts == 2
-    assert job.next_attempt_at - job.updated_at == pytest.approx(timedelta(seconds=0.8),
-                                                                  abs=timedelta(seconds=0.1))
-    assert retry_delay(3) == pytest.approx(1.6)
+    assert job.next_attempt_at - job.updated_at == timedelta(seconds=2)  # doubled
+    assert retry_delay(3) == pytest.approx(4.0)
 
     _, out = storescp_peer("PEER", port)
-    time.sleep(0.9)
+    time.sleep(max(0.0, (job.next_attempt_at - timezone.now()).total_seconds()) + 0.1)
     drain()
     job.refresh_from_db()
     assert (job.status, job.attempts, job.last_error) == (ExportJob.Status.DONE, 3, "")
@@ -163,6 +162,9 @@ def _worker(data_dir: Path, *args: str, **env: str) -> subprocess.Popen[str]:
         text=True)
 
 
+LEASE = "5"
+
+
 def test_killed_worker_job_is_taken_over_after_the_lease_and_sent_once(
         transactional_db, storescp_peer, data_dir) -> None:  # type: ignore[no-untyped-def]
     # A peer that takes the association and then holds the C-STORE until told.
@@ -181,7 +183,7 @@ def test_killed_worker_job_is_taken_over_after_the_lease_and_sent_once(
     peer = peer_node(hanging_port)
     (instance,) = stored()
     (job,) = export_enqueue(instance=instance)
-    worker = _worker(data_dir, "--poll", "0.1", RV_EXPORT_LEASE="1.5")
+    worker = _worker(data_dir, "--poll", "0.1", RV_EXPORT_LEASE=LEASE)
     try:
         assert entered.wait(30), "the worker never sent"
         worker.send_signal(signal.SIGKILL)
@@ -194,10 +196,12 @@ def test_killed_worker_job_is_taken_over_after_the_lease_and_sent_once(
 
     port, out = storescp_peer("PEER")
     Node.objects.filter(pk=peer.pk).update(port=port)
-    early = _worker(data_dir, "--once", RV_EXPORT_LEASE="1.5")
+    early = _worker(data_dir, "--once", RV_EXPORT_LEASE=LEASE)
     assert "0 sent" in early.communicate(timeout=60)[0]  # still leased to the dead worker
-    time.sleep(1.6)
-    late = _worker(data_dir, "--once", RV_EXPORT_LEASE="1.5")
+    assert job.claimed_at is not None
+    expires = job.claimed_at + timedelta(seconds=float(LEASE))
+    time.sleep(max(0.0, (expires - timezone.now()).total_seconds()) + 0.1)
+    late = _worker(data_dir, "--once", RV_EXPORT_LEASE=LEASE)
     output = late.communicate(timeout=60)[0]
     assert late.returncode == 0, output
     job.refresh_from_db()
