@@ -9,11 +9,13 @@ from pydicom.uid import ImplicitVRLittleEndian
 from pynetdicom import AE, evt
 from pynetdicom.sop_class import (
     CTImageStorage,
+    PatientRootQueryRetrieveInformationModelFind,
     PatientRootQueryRetrieveInformationModelGet,
     StudyRootQueryRetrieveInformationModelFind,
     StudyRootQueryRetrieveInformationModelMove,
 )
 
+from archive.models import Patient
 from dicom_net.services import node_add
 from tests.conftest import free_port
 from tests.helpers import qr_identifier, seed_qr_archive
@@ -134,3 +136,21 @@ def test_bad_identifiers_get_a900_with_a_comment(live_scp: tuple[str, int]) -> N
         assoc.release()
     final = _move(live_scp, qr_identifier("STUDY", StudyInstanceUID=""))
     assert final == [] or final[-1][0].Status in (0xA801, 0xA900)
+
+
+def test_c_cancel_stops_a_long_find(live_scp: tuple[str, int]) -> None:
+    find_model = PatientRootQueryRetrieveInformationModelFind
+    Patient.objects.bulk_create(Patient(patient_id=f"C{i:05d}", patient_name=f"Many^{i}")
+                                for i in range(3000))
+    assoc = _assoc(live_scp, find_model)
+    try:
+        responses = assoc.send_c_find(qr_identifier("PATIENT", PatientID=""), find_model, msg_id=7)
+        statuses = []
+        for status, _ in responses:
+            statuses.append(status.Status)
+            if len(statuses) == 1:
+                assoc.send_c_cancel(7, query_model=find_model)
+    finally:
+        assoc.release()
+    assert statuses[-1] == 0xFE00
+    assert len(statuses) < 3000
