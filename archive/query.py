@@ -219,8 +219,8 @@ def value_q(key: Key, value: Any, path: str) -> Q:
     text = _text_value(value)
     if key.kind == "pn":
         text = text.rstrip("^=")  # trailing empty components carry no meaning (PS3.5 6.2)
-    if text == "":
-        return Q()
+    if text.strip("*") == "":
+        return Q()  # universal matching: empty, or '*' alone (PS3.4 C.2.2.2.3, C.2.2.2.4)
     if key.kind == "date":
         return _date_q(path, text)
     if key.kind == "time":

@@ -59,6 +59,8 @@ def test_paths_climb_the_hierarchy() -> None:
     ("StudyTime", "1000-1100",
      ~Q(study_time="") & Q(study_time__gte="1000") & Q(study_time__lte="110059.999999")),
     ("SeriesNumber", "3", Q(series_number=3)),
+    ("SeriesNumber", "*", Q()),
+    ("StudyDate", "*", Q()),
 ])
 def test_value_q(keyword: str, value: object, expected: Q) -> None:
     key = KEYS[keyword]
