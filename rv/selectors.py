@@ -4,13 +4,28 @@ from __future__ import annotations
 
 from django.db.models import Prefetch, QuerySet
 
-from rv.models import Beam, Course, FractionGroup, Patient, Plan
+from rv.models import Beam, Course, FractionGroup, Patient, Plan, Session, SessionDose
 
 
 def plan_fractions_delivered(*, plan: Plan) -> int:
-    """Fractions delivered toward this plan, counting those delivered under its earlier
-    revisions. Treatment sessions arrive with issue 5; until then nothing is delivered."""
-    return 0
+    """Fractions completed toward this plan, counting those delivered under its earlier
+    revisions (a fraction with a beam still to continue does not count yet)."""
+    chain = [p.pk for p in plan.revision_chain()]
+    return (Session.objects.filter(plan_id__in=chain, fraction_complete=True)
+            .values("fraction_number").distinct().count())
+
+
+def delivered_dose_by_reference(*, plan: Plan) -> dict[int, float]:
+    """Dose delivered so far (Gy) to each dose reference, by dose reference number, over the
+    plan's revision chain: the cumulative dose stored with the latest session."""
+    chain = [p.pk for p in plan.revision_chain()]
+    out: dict[int, float] = {}
+    rows = (SessionDose.objects.filter(session__plan_id__in=chain)
+            .select_related("dose_reference")
+            .order_by("session__treated_at", "session_id"))
+    for row in rows:
+        out[row.dose_reference.number] = row.cumulative_dose
+    return out
 
 
 def patient_list(*, search: str = "") -> QuerySet[Patient]:
