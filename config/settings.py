@@ -138,6 +138,8 @@ RV_ACCEPT_UNKNOWN_AE = env_bool("RV_ACCEPT_UNKNOWN_AE", False)
 # Largest PDU we accept; 128 KiB cut per-PDU overhead for large images (issue 3 measurements).
 RV_MAX_PDU = env_int("RV_MAX_PDU", 131072, low=0)
 RV_SCP_PROCESSES = env_int("RV_SCP_PROCESSES", 1, low=1, high=64)
+# Verification: the least time between the starts of two fractions of a plan (issue 5).
+RV_MIN_FRACTION_INTERVAL_HOURS = env_int("RV_MIN_FRACTION_INTERVAL_HOURS", 6, low=0, high=168)
 
 LOGGING = {
     "version": 1,
