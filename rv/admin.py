@@ -6,12 +6,16 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin, messages
+from django.contrib.auth.admin import UserAdmin
+from django.contrib.auth.models import User as AuthUser
 from django.http import HttpRequest
 
 from rv.errors import DomainError
 from rv.models import AuditEvent, Course, Patient, Plan, ToleranceTable, TreatmentMachine
 from rv.models.machine import TOLERANCE_FIELDS
+from rv.roles import MANAGE_USERS, may, roles_of
 from rv.services.tolerance import tolerance_table_create, tolerance_table_update
+from rv.services.users import user_admin_saved
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -91,3 +95,38 @@ class ToleranceTableAdmin(admin.ModelAdmin):
             return
         obj.pk = saved.pk
         obj.refresh_from_db()
+
+
+class VerityUserAdmin(UserAdmin):
+    """Users and roles (admins only): Django's forms write, then rv.services.users audits
+    the change in the same transaction (the admin wraps each save in one)."""
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return may(request.user, MANAGE_USERS)
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return may(request.user, MANAGE_USERS)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return may(request.user, MANAGE_USERS)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return may(request.user, MANAGE_USERS)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # users who signed clinical records stay; deactivate instead
+
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        request._rv_roles_before = roles_of(obj) if change else []  # type: ignore[attr-defined]
+        super().save_model(request, obj, form, change)
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any,
+                     change: bool) -> None:
+        super().save_related(request, form, formsets, change)
+        user_admin_saved(by=request.user, user=form.instance, created=not change,
+                         changed=list(form.changed_data),
+                         roles_before=getattr(request, "_rv_roles_before", []))
+
+
+admin.site.unregister(AuthUser)
+admin.site.register(AuthUser, VerityUserAdmin)
