@@ -43,3 +43,12 @@ class VerificationFailed(DomainError):
     def __init__(self, message: str, violations: list) -> None:  # type: ignore[type-arg]
         super().__init__(message)
         self.violations = list(violations)
+
+
+class OverrideRefused(PermissionDenied):
+    """The override's signer is wrong (password, role, the recording therapist themselves)
+    or gave no reason; `violations` are what it was meant to cover, still blocking."""
+
+    def __init__(self, message: str, violations: list) -> None:  # type: ignore[type-arg]
+        super().__init__(message)
+        self.violations = list(violations)

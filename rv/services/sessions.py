@@ -21,7 +21,13 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from rv import verification as v
-from rv.errors import Conflict, PermissionDenied, ValidationError, VerificationFailed
+from rv.errors import (
+    Conflict,
+    OverrideRefused,
+    PermissionDenied,
+    ValidationError,
+    VerificationFailed,
+)
 from rv.models import (
     Appointment,
     Beam,
@@ -371,10 +377,9 @@ def session_record(*, plan: Plan, machine: TreatmentMachine, fraction_number: in
                        beams=list(beams), channels=list(channels), recorded_by=recorded_by,
                        identity_confirmed=identity_confirmed, override=override,
                        appointment=appointment, now=now or timezone.now())
-    except PermissionDenied as exc:
-        if override is not None:
-            _override_refused(override=override, recorded_by=recorded_by, plan=plan,
-                              why=exc.message)
+    except OverrideRefused as exc:
+        _override_refused(override=override, recorded_by=recorded_by,  # type: ignore[arg-type]
+                          plan=plan, why=exc.message)
         raise
     except VerificationFailed as exc:
         with transaction.atomic():
@@ -394,7 +399,6 @@ def _record(*, plan: Plan, machine: TreatmentMachine, fraction_number: int | Non
     if not identity_confirmed:
         raise ValidationError("Confirm the patient's identity (name, date of birth, ID) "
                               "before recording.")
-    authoriser = _authoriser(override=override, recorded_by=recorded_by) if override else None
     # Lock before you count (DESIGN.md): a second console waits here, then sees our session.
     plan = Plan.objects.select_for_update(of=("self",)).select_related("course").get(pk=plan.pk)
     state = plan_state(plan=plan)
@@ -410,6 +414,12 @@ def _record(*, plan: Plan, machine: TreatmentMachine, fraction_number: int | Non
     prepared = _prepare(state=state, machine=machine, fraction_number=number,
                         continuation=continuation, beams=beams, channels=channels, now=now)
     violations = v.verify_session(prepared.facts)
+    authoriser = None
+    if violations and override is not None:
+        try:
+            authoriser = _authoriser(override=override, recorded_by=recorded_by)
+        except PermissionDenied as exc:
+            raise OverrideRefused(exc.message, violations) from None
     if violations:
         covered = set(override.violation_keys) if override else set()
         uncovered = [x for x in violations if x.key() not in covered]
@@ -417,8 +427,6 @@ def _record(*, plan: Plan, machine: TreatmentMachine, fraction_number: int | Non
             raise VerificationFailed(
                 f"{len(uncovered)} violation(s) block this session; a physicist or physician "
                 "may override them with a reason.", violations)
-    elif override is not None:
-        authoriser = None  # nothing to override: the session is simply verified
     session = _save(plan=plan, machine=machine, number=number, continuation=continuation,
                     prepared=prepared, violations=violations, recorded_by=recorded_by,
                     authoriser=authoriser, override=override, appointment=appointment,

@@ -14,7 +14,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from rv.errors import DomainError, VerificationFailed
+from rv.errors import DomainError, OverrideRefused, VerificationFailed
 from rv.models import Appointment, Plan, TerminationStatus, TreatmentMachine
 from rv.roles import ADMIN, OVERRIDE, RECORD, VIEW_AUDIT, has_role, may
 from rv.selectors import day_list
@@ -146,7 +146,7 @@ def record(request: HttpRequest, machine: str, pk: int) -> HttpResponse:
                 beams=b_in, channels=c_in, recorded_by=request.user,
                 identity_confirmed=request.POST.get("identity_confirmed") == "on",
                 override=override, appointment=appointment)
-        except VerificationFailed as exc:
+        except (VerificationFailed, OverrideRefused) as exc:
             messages.error(request, exc.message)
             violations = [x.as_dict() for x in exc.violations]
             keys = [x.key() for x in exc.violations]
