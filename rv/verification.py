@@ -52,8 +52,12 @@ class Violation:
     def key(self) -> str:
         """What an override must name to cover this violation: rule and parameter, and for
         the per-beam rules the actual value (a changed value is not what was authorised)."""
-        actual = "" if self.rule in SESSION_RULES else f"={self.actual}"
-        return f"{self.rule}|{self.parameter}{actual}"
+        if self.rule in SESSION_RULES:
+            return f"{self.rule}|{self.parameter}"
+        value = self.actual
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            value = f"{float(value):.10g}"  # 300 and 300.0 are the same authorised value
+        return f"{self.rule}|{self.parameter}={value}"
 
 
 @dataclass(frozen=True)

@@ -97,7 +97,7 @@ def _attempt(action: str, user: User) -> Callable[[], object]:
         plan = _plan()
         recorder = make_user("recorder", THERAPIST)
         beams = [BeamInput(beam=plan.beams.get(), delivered_meterset=300.0)]
-        key = "meterset|Beam 1 Arc1: meterset (MU)=300.0"
+        key = "meterset|Beam 1 Arc1: meterset (MU)=300"
         return lambda: session_record(
             plan=plan, machine=plan.beams.get().machine, beams=beams, recorded_by=recorder,
             identity_confirmed=True, now=NOW, override=OverrideInput(

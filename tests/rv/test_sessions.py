@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from rv.errors import Conflict, PermissionDenied, ValidationError, VerificationFailed
 from rv.ingest import object_receive
@@ -251,3 +253,30 @@ def test_schedule_weekdays_and_count(physicist, therapist) -> None:  # type: ign
     assert session.appointment == made[0]
     assert Appointment.objects.get(pk=made[0].pk).status == "DONE"
     assert AuditEvent.objects.filter(action="schedule.create").count() == 1
+
+
+@settings(max_examples=12, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.floats(min_value=0.05, max_value=0.95), min_size=0, max_size=3))
+def test_stored_partial_sessions_add_up_to_the_specified_meterset(  # type: ignore[no-untyped-def]
+        physicist, therapist, cuts: list[float]) -> None:
+    """PS3.3 C.8.8.21.2 through the service and the database: whatever the early stops,
+    the continuations' delivered metersets sum to the specified one, and only the last
+    session completes the fraction."""
+    plan = approved(physicist, patient_id=f"P{Plan.objects.count()}")
+    spec = 251.0
+    when = T0
+    sessions = []
+    for cut in cuts:
+        left = spec - sum(s.beams.get().delivered_meterset for s in sessions)
+        sessions.append(record(plan, therapist, mu=round(left * cut, 3), status="OPERATOR",
+                               now=when))
+        when += timedelta(minutes=10)
+    left = spec - sum(s.beams.get().delivered_meterset for s in sessions)
+    sessions.append(record(plan, therapist, mu=left, now=when))
+    deliveries = [s.beams.get() for s in sessions]
+    assert sum(d.delivered_meterset for d in deliveries) == pytest.approx(spec)
+    assert [s.fraction_complete for s in sessions] == [False] * len(cuts) + [True]
+    assert {s.fraction_number for s in sessions} == {1}
+    assert [s.continuation for s in sessions] == [False] + [True] * len(cuts)
+    assert all(d.specified_meterset == spec for d in deliveries)
