@@ -4,14 +4,10 @@ from __future__ import annotations
 
 from django.http import HttpRequest
 
-from rv.roles import PERMISSIONS, roles_of
+from rv.roles import PERMISSIONS, allowed_actions
 
 
 def permissions(request: HttpRequest) -> dict[str, dict[str, bool]]:
     user = getattr(request, "user", None)
-    if user is None or not user.is_authenticated:
-        return {"rv_may": {}}
-    roles = set(roles_of(user))
-    superuser = bool(getattr(user, "is_superuser", False))
-    return {"rv_may": {action: superuser or bool(roles & set(allowed))
-                       for action, allowed in PERMISSIONS.items()}}
+    allowed = allowed_actions(user) if user is not None else set()
+    return {"rv_may": {action: action in allowed for action in PERMISSIONS}}

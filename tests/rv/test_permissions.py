@@ -163,3 +163,8 @@ def test_record_through_web_and_api(client: Client, role: str) -> None:
     schedule = api.post("/api/v1/appointments/schedule/", {
         "plan": plan.pk, "machine": "TrueBeam1", "start": "2026-03-02"}, format="json")
     assert (schedule.status_code == 201) is (role in EXPECTED[SCHEDULE])
+
+
+def test_a_superuser_administers_but_does_not_treat() -> None:
+    root = User.objects.create_superuser("root", password=PASSWORD)
+    assert {a for a in EXPECTED if may(root, a)} == {MANAGE_USERS, MANAGE_NODES, VIEW_AUDIT}
