@@ -11,7 +11,16 @@ from django.contrib.auth.models import User as AuthUser
 from django.http import HttpRequest
 
 from rv.errors import DomainError
-from rv.models import AuditEvent, Course, Patient, Plan, ToleranceTable, TreatmentMachine
+from rv.models import (
+    Appointment,
+    AuditEvent,
+    Course,
+    Patient,
+    Plan,
+    Session,
+    ToleranceTable,
+    TreatmentMachine,
+)
 from rv.models.machine import TOLERANCE_FIELDS
 from rv.roles import MANAGE_USERS, may, roles_of
 from rv.services.tolerance import tolerance_table_create, tolerance_table_update
@@ -47,6 +56,20 @@ class PlanAdmin(ReadOnlyAdmin):
     list_filter = ["status", "kind"]
     search_fields = ["label", "patient__patient_id", "sop_instance_uid"]
     exclude = ["instance"]
+
+
+@admin.register(Session)
+class SessionAdmin(ReadOnlyAdmin):
+    # Sessions change only through rv.services.sessions.session_record.
+    list_display = ["treated_at", "plan", "fraction_number", "continuation", "machine",
+                    "recorded_by", "verification_status"]
+    list_filter = ["verification_status", "machine"]
+
+
+@admin.register(Appointment)
+class AppointmentAdmin(ReadOnlyAdmin):
+    list_display = ["date", "time", "machine", "plan", "fraction_number", "status"]
+    list_filter = ["status", "machine"]
 
 
 @admin.register(AuditEvent)

@@ -146,3 +146,29 @@ def test_api_schedule_and_appointments(therapist, physicist) -> None:  # type: i
     assert made.status_code == 201 and [a["fraction_number"] for a in made.json()] == [1, 2]
     day = api.get("/api/v1/appointments/", {"date": "2026-03-03"}).json()
     assert day["count"] == 1 and day["results"][0]["fractions_planned"] == 2
+
+
+def test_brachy_at_the_console(client: Client, therapist, physicist) -> None:  # type: ignore[no-untyped-def]
+    from rv.ingest import object_receive
+    from tests.rv.plans import brachy_plan, part10
+
+    result = object_receive(data=part10(brachy_plan()), calling_ae="TPS")
+    plan = plan_approve(plan=Plan.objects.get(instance=result.instance), user=physicist,
+                        password=PASSWORD)
+    setup = plan.application_setups.get()
+    a = appointments_schedule(plan=plan, machine=setup.machine, start=timezone.localdate(),
+                              user=therapist, weekdays=tuple(range(7)))[0]
+    client.force_login(therapist)
+    page = client.get(_record_url(a)).content.decode()
+    assert "Setup 1 channel 2" in page and 'value="95.25"' in page
+    ch1, ch2 = setup.channels.order_by("number")
+    response = client.post(_record_url(a), {
+        "identity_confirmed": "on", f"time_{ch1.pk}": "120.5", f"term_{ch1.pk}": "NORMAL",
+        f"pause_at_{ch1.pk}": "40", f"pause_{ch1.pk}": "15", f"pause_reason_{ch1.pk}": "door",
+        f"time_{ch2.pk}": "95.25", f"term_{ch2.pk}": "NORMAL"})
+    assert response.status_code == 302
+    session = Session.objects.get()
+    assert session.fraction_complete and session.channels.count() == 2
+    assert session.channels.get(channel=ch1).interruptions == [
+        {"after_seconds": 40.0, "duration_seconds": 15.0, "reason": "door"}]
+    assert "1 interruption" in client.get(f"/plans/{plan.pk}/").content.decode()
