@@ -8,6 +8,7 @@ from typing import Any
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin
 from django.contrib.auth.models import User as AuthUser
+from django.db import transaction
 from django.http import HttpRequest
 
 from rv.errors import DomainError
@@ -24,7 +25,7 @@ from rv.models import (
 from rv.models.machine import TOLERANCE_FIELDS
 from rv.roles import MANAGE_USERS, may, roles_of
 from rv.services.tolerance import tolerance_table_create, tolerance_table_update
-from rv.services.users import user_admin_saved
+from rv.services.users import user_admin_password_changed, user_admin_saved
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -149,6 +150,17 @@ class VerityUserAdmin(UserAdmin):
         user_admin_saved(by=request.user, user=form.instance, created=not change,
                          changed=list(form.changed_data),
                          roles_before=getattr(request, "_rv_roles_before", []))
+
+
+    def user_change_password(self, request: HttpRequest, id: str, form_url: str = ""
+                             ) -> Any:
+        """Django's password form saves on its own: the save and its audit event share
+        one transaction here."""
+        with transaction.atomic():
+            response = super().user_change_password(request, id, form_url)
+            if request.method == "POST" and response.status_code == 302:
+                user_admin_password_changed(by=request.user, user=AuthUser.objects.get(pk=id))
+        return response
 
 
 admin.site.unregister(AuthUser)

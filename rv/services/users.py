@@ -88,6 +88,13 @@ def user_admin_saved(*, by: User, user: AuthUser, created: bool, changed: list[s
 
 
 @transaction.atomic
+def user_admin_password_changed(*, by: User, user: AuthUser) -> None:
+    """The Django admin's password form set a user's password: audit it (never the value)."""
+    require(by, MANAGE_USERS)
+    audit_record(action="user.password", obj=user, user=by, details={"username": user.username})
+
+
+@transaction.atomic
 def auth_event_record(*, action: str, user: User | None, username: str = "",
                       ip: str = "") -> None:
     """login, logout, login_failed: one audit event each."""
