@@ -16,7 +16,7 @@ def has_role(user: AbstractBaseUser | AnonymousUser, *roles: str) -> bool:
         return False
     if getattr(user, "is_superuser", False):
         return True
-    return user.groups.filter(name__in=roles).exists()  # type: ignore[union-attr]
+    return user.groups.filter(name__in=roles).exists()  # type: ignore[union-attr,attr-defined]
 
 
 # The permission matrix (issue 5): which roles may do what. Service functions enforce it
@@ -75,7 +75,7 @@ def may(user: AbstractBaseUser | AnonymousUser, action: str) -> bool:
 def roles_of(user: AbstractBaseUser | AnonymousUser) -> list[str]:
     if not user.is_authenticated:
         return []
-    return sorted(user.groups.filter(name__in=ALL_ROLES)  # type: ignore[union-attr]
+    return sorted(user.groups.filter(name__in=ALL_ROLES)  # type: ignore[union-attr,attr-defined]
                   .values_list("name", flat=True))
 
 

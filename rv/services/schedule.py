@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, time, timedelta
+from typing import Any, cast
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import transaction
@@ -58,7 +59,7 @@ def appointments_schedule(*, plan: Plan, machine: TreatmentMachine, start: date,
         raise ValidationError(f"Every fraction of {plan.label} is already delivered or "
                               "scheduled.")
     made = [Appointment.objects.create(plan=plan, machine=machine, fraction_number=first + i,
-                                       date=day, time=at, created_by=user)
+                                       date=day, time=at, created_by=cast(Any, user))
             for i, day in enumerate(schedule_dates(start=start, count=count, weekdays=weekdays))]
     audit_record(action="schedule.create", obj=plan, user=user, details={
         "machine": machine.name, "fractions": [a.fraction_number for a in made],

@@ -12,7 +12,7 @@ import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -451,7 +451,7 @@ def _save(*, plan: Plan, machine: TreatmentMachine, number: int, continuation: b
             status__in=(Appointment.Status.SCHEDULED, Appointment.Status.PARTIAL)).first()
     session = Session.objects.create(
         plan=plan, machine=machine, appointment=appointment, fraction_number=number,
-        continuation=continuation, treated_at=now, recorded_by=recorded_by,
+        continuation=continuation, treated_at=now, recorded_by=cast(Any, recorded_by),
         identity_confirmed=True, verification_status=VS.VERIFIED)
     by_label: dict[str, BeamDelivery | ChannelDelivery] = {}
     for b, pb, left in prepared.beams:
@@ -477,7 +477,8 @@ def _save(*, plan: Plan, machine: TreatmentMachine, number: int, continuation: b
         for x in violations:
             target = by_label.get(x.subject)
             overrides.append(Override.objects.create(
-                session=session, authorised_by=authoriser, reason=override.reason.strip(),
+                session=session, authorised_by=cast(Any, authoriser),
+                reason=override.reason.strip(),
                 beam_delivery=target if isinstance(target, BeamDelivery) else None,
                 channel_delivery=target if isinstance(target, ChannelDelivery) else None,
                 rule=x.rule, parameter=x.parameter, planned=_text(x.planned),

@@ -13,7 +13,7 @@ from rv.models import Plan
 from rv.services.plans import plan_approve
 from rv.services.schedule import appointments_schedule
 from tests.e2e.conftest import login
-from tests.rv.conftest import receive_plan
+from tests.rv.conftest import machine_of, receive_plan
 
 pytestmark = pytest.mark.django_db(transaction=True)
 PASSWORD = "a-long-test-password"
@@ -29,7 +29,7 @@ def _user(name: str, role: str) -> User:
 def _scheduled_today(patient_id: str, physicist: User, therapist: User) -> Plan:
     plan = plan_approve(plan=receive_plan(patient_id=patient_id, fractions=5), user=physicist,
                         password=PASSWORD)
-    appointments_schedule(plan=plan, machine=plan.beams.get().machine, user=therapist,
+    appointments_schedule(plan=plan, machine=machine_of(plan), user=therapist,
                           start=timezone.localdate(), weekdays=tuple(range(7)))
     return plan
 

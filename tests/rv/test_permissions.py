@@ -41,7 +41,7 @@ from rv.services.sessions import (
 )
 from rv.services.tolerance import tolerance_table_create
 from rv.services.users import user_create
-from tests.rv.conftest import PASSWORD, make_user, receive_plan
+from tests.rv.conftest import PASSWORD, machine_of, make_user, receive_plan
 
 pytestmark = pytest.mark.django_db
 
@@ -83,11 +83,11 @@ def _attempt(action: str, user: User) -> Callable[[], object]:
     """The service call for one action, done by `user`."""
     if action == SCHEDULE:
         plan = _plan()
-        return lambda: appointments_schedule(plan=plan, machine=plan.beams.get().machine,
+        return lambda: appointments_schedule(plan=plan, machine=machine_of(plan),
                                              start=date(2026, 3, 2), user=user)
     if action == RECORD:
         plan = _plan()
-        return lambda: session_record(plan=plan, machine=plan.beams.get().machine,
+        return lambda: session_record(plan=plan, machine=machine_of(plan),
                                       beams=_beam_input(plan), recorded_by=user,
                                       identity_confirmed=True, now=NOW)
     if action == APPROVE:
@@ -99,7 +99,7 @@ def _attempt(action: str, user: User) -> Callable[[], object]:
         beams = [BeamInput(beam=plan.beams.get(), delivered_meterset=300.0)]
         key = "meterset|Beam 1 Arc1: meterset (MU)=300"
         return lambda: session_record(
-            plan=plan, machine=plan.beams.get().machine, beams=beams, recorded_by=recorder,
+            plan=plan, machine=machine_of(plan), beams=beams, recorded_by=recorder,
             identity_confirmed=True, now=NOW, override=OverrideInput(
                 username=user.username, password=PASSWORD, reason="r", violation_keys=(key,)))
     if action == EDIT_TOLERANCE:

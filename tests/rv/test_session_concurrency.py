@@ -18,7 +18,7 @@ from rv.models import AuditEvent, Session
 from rv.services.plans import plan_approve
 from rv.services.sessions import BeamInput, session_record
 from tests.conftest import UNDER_CI
-from tests.rv.conftest import PASSWORD, receive_plan
+from tests.rv.conftest import PASSWORD, machine_of, receive_plan
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -47,7 +47,7 @@ def test_two_consoles_record_the_same_fraction_once(fraction_number: int | None)
         try:
             barrier.wait(timeout=10)
             outcomes.append(session_record(
-                plan=plan, machine=beam.machine, fraction_number=fraction_number,
+                plan=plan, machine=machine_of(plan), fraction_number=fraction_number,
                 beams=[BeamInput(beam=beam, delivered_meterset=251.0)],
                 recorded_by=therapist, identity_confirmed=True, now=now))
         except Exception as exc:  # noqa: BLE001 - the outcome is what the test inspects

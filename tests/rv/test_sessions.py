@@ -25,7 +25,7 @@ from rv.services.plans import plan_approve
 from rv.services.schedule import appointments_schedule, schedule_dates
 from rv.services.sessions import BeamInput, ChannelInput, OverrideInput, session_record
 from rv.verification import CUMULATIVE_DOSE, FRACTION_INTERVAL, METERSET, WRONG_MACHINE
-from tests.rv.conftest import PASSWORD, make_user, receive_plan
+from tests.rv.conftest import PASSWORD, machine_of, make_user, receive_plan
 from tests.rv.plans import brachy_plan, part10
 
 pytestmark = pytest.mark.django_db
@@ -40,9 +40,9 @@ def approved(physicist, **kwargs) -> Plan:  # type: ignore[no-untyped-def]
 def record(plan: Plan, therapist, *, mu: float | None = None, status: str = "NORMAL",  # type: ignore[no-untyped-def]
            now: datetime = T0, machine: TreatmentMachine | None = None, **kwargs) -> Session:
     beam = plan.beams.get(number=1)
-    spec = beam.fraction_refs.get().meterset
+    spec = beam.fraction_refs.get().meterset or 0.0
     return session_record(
-        plan=plan, machine=machine or beam.machine, recorded_by=therapist,
+        plan=plan, machine=machine or machine_of(plan), recorded_by=therapist,
         identity_confirmed=True, now=now,
         beams=[BeamInput(beam=beam, delivered_meterset=spec if mu is None else mu,
                          termination_status=status,
@@ -178,7 +178,7 @@ def test_wrong_machine_identity_and_role(physicist, therapist) -> None:  # type:
     assert [x.rule for x in exc.value.violations] == [WRONG_MACHINE]
     beam = plan.beams.get()
     with pytest.raises(ValidationError, match="identity"):
-        session_record(plan=plan, machine=beam.machine, recorded_by=therapist,
+        session_record(plan=plan, machine=machine_of(plan), recorded_by=therapist,
                        identity_confirmed=False, beams=[BeamInput(beam=beam,
                                                                   delivered_meterset=251.0)])
     with pytest.raises(PermissionDenied, match="therapist"):
@@ -224,14 +224,14 @@ def test_brachy_channels_with_interruptions(physicist, therapist) -> None:  # ty
     setup = plan.application_setups.get()
     ch1, ch2 = setup.channels.order_by("number")
     session = session_record(
-        plan=plan, machine=setup.machine, recorded_by=therapist, identity_confirmed=True,
+        plan=plan, machine=machine_of(plan), recorded_by=therapist, identity_confirmed=True,
         now=T0, channels=[
             ChannelInput(channel=ch1, delivered_time=120.5, interruptions=(
                 {"after_seconds": 60.0, "duration_seconds": 30.0, "reason": "door"},)),
             ChannelInput(channel=ch2, delivered_time=50.0, termination_status="OPERATOR")])
     assert not session.fraction_complete
     assert session.channels.get(channel=ch1).interruptions[0]["reason"] == "door"
-    rest = session_record(plan=plan, machine=setup.machine, recorded_by=therapist,
+    rest = session_record(plan=plan, machine=machine_of(plan), recorded_by=therapist,
                           identity_confirmed=True, now=T0 + timedelta(minutes=20),
                           channels=[ChannelInput(channel=ch2, delivered_time=45.25)])
     assert rest.continuation and rest.fraction_complete
@@ -241,7 +241,7 @@ def test_brachy_channels_with_interruptions(physicist, therapist) -> None:  # ty
 
 def test_schedule_weekdays_and_count(physicist, therapist) -> None:  # type: ignore[no-untyped-def]
     plan = approved(physicist, fractions=5)
-    machine = plan.beams.get().machine
+    machine = machine_of(plan)
     assert [d.weekday() for d in schedule_dates(start=date(2026, 3, 6), count=3)] == [4, 0, 1]
     made = appointments_schedule(plan=plan, machine=machine, start=date(2026, 3, 6),
                                  user=therapist)
@@ -266,7 +266,7 @@ def test_stored_partial_sessions_add_up_to_the_specified_meterset(  # type: igno
     plan = approved(physicist, patient_id=f"P{Plan.objects.count()}")
     spec = 251.0
     when = T0
-    sessions = []
+    sessions: list[Session] = []
     for cut in cuts:
         left = spec - sum(s.beams.get().delivered_meterset for s in sessions)
         sessions.append(record(plan, therapist, mu=round(left * cut, 3), status="OPERATOR",

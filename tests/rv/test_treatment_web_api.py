@@ -14,7 +14,7 @@ from rest_framework.test import APIClient
 from rv.models import Appointment, AuditEvent, Plan, Session
 from rv.services.plans import plan_approve
 from rv.services.schedule import appointments_schedule
-from tests.rv.conftest import PASSWORD, make_user, receive_plan
+from tests.rv.conftest import PASSWORD, machine_of, make_user, receive_plan
 
 pytestmark = pytest.mark.django_db
 
@@ -22,7 +22,7 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def scheduled(physicist, therapist) -> Appointment:  # type: ignore[no-untyped-def]
     plan = plan_approve(plan=receive_plan(fractions=3), user=physicist, password=PASSWORD)
-    machine = plan.beams.get().machine
+    machine = machine_of(plan)
     return appointments_schedule(plan=plan, machine=machine, start=timezone.localdate(),
                                  user=therapist, weekdays=tuple(range(7)))[0]
 
@@ -156,7 +156,7 @@ def test_brachy_at_the_console(client: Client, therapist, physicist) -> None:  #
     plan = plan_approve(plan=Plan.objects.get(instance=result.instance), user=physicist,
                         password=PASSWORD)
     setup = plan.application_setups.get()
-    a = appointments_schedule(plan=plan, machine=setup.machine, start=timezone.localdate(),
+    a = appointments_schedule(plan=plan, machine=machine_of(plan), start=timezone.localdate(),
                               user=therapist, weekdays=tuple(range(7)))[0]
     client.force_login(therapist)
     page = client.get(_record_url(a)).content.decode()
