@@ -280,3 +280,10 @@ def test_stored_partial_sessions_add_up_to_the_specified_meterset(  # type: igno
     assert {s.fraction_number for s in sessions} == {1}
     assert [s.continuation for s in sessions] == [False] + [True] * len(cuts)
     assert all(d.specified_meterset == spec for d in deliveries)
+
+
+def test_the_interval_is_a_setting(settings, physicist, therapist) -> None:  # type: ignore[no-untyped-def]
+    settings.RV_MIN_FRACTION_INTERVAL_HOURS = 1
+    plan = approved(physicist)
+    record(plan, therapist)
+    assert record(plan, therapist, now=T0 + timedelta(hours=1)).fraction_number == 2
