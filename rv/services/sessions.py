@@ -447,7 +447,8 @@ def _save(*, plan: Plan, machine: TreatmentMachine, number: int, continuation: b
 
     if appointment is None:
         appointment = Appointment.objects.filter(
-            plan=plan, fraction_number=number, machine=machine,
+            plan_id__in=[p.pk for p in plan.revision_chain()], fraction_number=number,
+            machine=machine,
             status__in=(Appointment.Status.SCHEDULED, Appointment.Status.PARTIAL)).first()
     session = Session.objects.create(
         plan=plan, machine=machine, appointment=appointment, fraction_number=number,

@@ -122,12 +122,20 @@ def _inputs(post: Any, beams: list[dict[str, Any]], channels: list[dict[str, Any
     return out_b, out_c
 
 
+def _newest_revision(plan: Plan) -> Plan:
+    """Fractions scheduled on a revision are treated with the newest one (which counts
+    the fractions delivered before it)."""
+    while (newer := Plan.objects.filter(previous_revision=plan).first()) is not None:
+        plan = newer
+    return plan
+
+
 @login_required
 def record(request: HttpRequest, machine: str, pk: int) -> HttpResponse:
     m = get_object_or_404(TreatmentMachine, name=machine)
     appointment = get_object_or_404(Appointment.objects.select_related(
         "plan__patient", "plan__course"), pk=pk, machine=m)
-    plan = appointment.plan
+    plan = _newest_revision(appointment.plan)
     beams, channels, number, continuation = _rows(plan)
     violations: list[dict[str, Any]] = []
     keys: list[str] = []

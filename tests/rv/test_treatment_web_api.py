@@ -172,3 +172,15 @@ def test_brachy_at_the_console(client: Client, therapist, physicist) -> None:  #
     assert session.channels.get(channel=ch1).interruptions == [
         {"after_seconds": 40.0, "duration_seconds": 15.0, "reason": "door"}]
     assert "1 interruption" in client.get(f"/plans/{plan.pk}/").content.decode()
+
+
+def test_a_fraction_scheduled_on_an_older_revision_is_treated_with_the_newest(  # type: ignore[no-untyped-def]
+        client: Client, therapist, physicist, scheduled) -> None:
+    newer = plan_approve(plan=receive_plan(fractions=3), user=physicist, password=PASSWORD)
+    assert newer.previous_revision_id == scheduled.plan_id
+    client.force_login(therapist)
+    assert client.post(_record_url(scheduled), {
+        "identity_confirmed": "on", f"mu_{newer.beams.get().pk}": "251"}).status_code == 302
+    session = Session.objects.get()
+    assert session.plan == newer and session.appointment == scheduled
+    assert Appointment.objects.get(pk=scheduled.pk).status == "DONE"
