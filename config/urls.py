@@ -16,6 +16,8 @@ urlpatterns = [
     path("console/<str:machine>/appointments/<int:pk>/record/", console_views.record,
          name="rv-console-record"),
     path("plans/<int:pk>/schedule/", console_views.schedule, name="rv-plan-schedule"),
+    path("appointments/<int:pk>/", console_views.appointment_change,
+         name="rv-appointment-change"),
     path("audit/", audit_views.audit, name="rv-audit"),
     path("users/", user_views.users, name="rv-users"),
     path("login/", auth_views.LoginView.as_view(), name="login"),

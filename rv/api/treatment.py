@@ -264,6 +264,11 @@ ScheduleIn = inline_serializer("ScheduleRequest", {
                                       required=False, help_text="Monday 0; default Mon-Fri")})
 
 
+MoveIn = inline_serializer("AppointmentMoveRequest", {"date": serializers.DateField()})
+CancelIn = inline_serializer("AppointmentCancelRequest", {
+    "reason": serializers.CharField(required=False, allow_blank=True)})
+
+
 class AppointmentViewSet(viewsets.ReadOnlyModelViewSet):
     queryset = Appointment.objects.select_related("machine", "plan").prefetch_related(
         "plan__fraction_groups").order_by("date", "time", "id")
@@ -293,6 +298,36 @@ class AppointmentViewSet(viewsets.ReadOnlyModelViewSet):
             raise _conflict(exc.message) from exc
         return Response(AppointmentSerializer(made, many=True).data,
                         status=status.HTTP_201_CREATED)
+
+
+    def _change(self, call: Any) -> Response:
+        try:
+            appointment = call()
+        except ValueError:
+            raise exceptions.ValidationError({"date": "a date, YYYY-MM-DD"}) from None
+        except errors.PermissionDenied as exc:
+            raise exceptions.PermissionDenied(exc.message) from exc
+        except errors.DomainError as exc:
+            raise _conflict(exc.message) from exc
+        return Response(AppointmentSerializer(appointment).data)
+
+    @extend_schema(request=MoveIn, responses={200: AppointmentSerializer, 403: Message,
+                                              409: Message})
+    @action(detail=True, methods=["post"])
+    def move(self, request: Request, pk: str | None = None) -> Response:
+        appointment = self.get_object()
+        return self._change(lambda: schedule_services.appointment_move(
+            appointment=appointment, user=request.user,
+            to=date.fromisoformat(str(request.data.get("date", "")))))
+
+    @extend_schema(request=CancelIn, responses={200: AppointmentSerializer, 403: Message,
+                                                409: Message})
+    @action(detail=True, methods=["post"])
+    def cancel(self, request: Request, pk: str | None = None) -> Response:
+        appointment = self.get_object()
+        return self._change(lambda: schedule_services.appointment_cancel(
+            appointment=appointment, user=request.user,
+            reason=str(request.data.get("reason", ""))))
 
 
 class MayViewAudit(permissions.BasePermission):

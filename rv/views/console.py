@@ -204,3 +204,26 @@ def schedule(request: HttpRequest, pk: int) -> HttpResponseRedirect:
         messages.success(request, f"{len(made)} fractions scheduled on {machine.name} from "
                          f"{made[0].date:%Y-%m-%d}.")
     return redirect("rv-plan", plan.pk)
+
+
+@login_required
+@require_POST
+def appointment_change(request: HttpRequest, pk: int) -> HttpResponseRedirect:
+    """Move an appointment to another day, or cancel it (the plan page's schedule table)."""
+    appointment = get_object_or_404(Appointment, pk=pk)
+    try:
+        if request.POST.get("cancel"):
+            schedule_services.appointment_cancel(appointment=appointment, user=request.user,
+                                                 reason=request.POST.get("reason", ""))
+            messages.success(request, f"Fraction {appointment.fraction_number} cancelled.")
+        else:
+            to = date.fromisoformat(request.POST.get("date", ""))
+            schedule_services.appointment_move(appointment=appointment, user=request.user,
+                                               to=to)
+            messages.success(request, f"Fraction {appointment.fraction_number} moved to "
+                             f"{to:%Y-%m-%d}.")
+    except ValueError:
+        messages.error(request, "Give the new date.")
+    except DomainError as exc:
+        messages.error(request, exc.message)
+    return redirect("rv-plan", appointment.plan_id)
