@@ -401,6 +401,10 @@ def _record(*, plan: Plan, machine: TreatmentMachine, fraction_number: int | Non
                               "before recording.")
     # Lock before you count (DESIGN.md): a second console waits here, then sees our session.
     plan = Plan.objects.select_for_update(of=("self",)).select_related("course").get(pk=plan.pk)
+    course_status = plan.course.treatment_status
+    if course_status in (Course.TreatmentStatus.SUSPENDED, Course.TreatmentStatus.STOPPED):
+        raise ValidationError(f"Course {plan.course.code} is {course_status}: a physicist or "
+                              "physician must resume it before treatment.")
     state = plan_state(plan=plan)
     number, continuation = state.next_fraction()
     if fraction_number is not None and fraction_number != number:

@@ -287,3 +287,17 @@ def test_the_interval_is_a_setting(settings, physicist, therapist) -> None:  # t
     plan = approved(physicist)
     record(plan, therapist)
     assert record(plan, therapist, now=T0 + timedelta(hours=1)).fraction_number == 2
+
+
+def test_a_suspended_course_is_not_treated_until_resumed(physicist, therapist) -> None:  # type: ignore[no-untyped-def]
+    from rv.services.sessions import course_treatment_status_set
+
+    plan = approved(physicist)
+    course_treatment_status_set(course=plan.course, user=physicist, status="SUSPENDED",
+                                reason="blood count")
+    with pytest.raises(ValidationError, match="SUSPENDED"):
+        record(plan, therapist)
+    course_treatment_status_set(course=plan.course, user=physicist, status="ON_TREATMENT")
+    assert record(plan, therapist).fraction_number == 1
+    assert [e.details["to"] for e in AuditEvent.objects.filter(
+        action="course.treatment_status").order_by("id")] == ["SUSPENDED", "ON_TREATMENT"]
