@@ -55,6 +55,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "rv.context.permissions",
             ],
         },
     },
@@ -85,7 +86,7 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
 LOGIN_URL = "login"
-LOGIN_REDIRECT_URL = "archive-patients"
+LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
 
 LANGUAGE_CODE = "en-gb"
@@ -138,6 +139,8 @@ RV_ACCEPT_UNKNOWN_AE = env_bool("RV_ACCEPT_UNKNOWN_AE", False)
 # Largest PDU we accept; 128 KiB cut per-PDU overhead for large images (issue 3 measurements).
 RV_MAX_PDU = env_int("RV_MAX_PDU", 131072, low=0)
 RV_SCP_PROCESSES = env_int("RV_SCP_PROCESSES", 1, low=1, high=64)
+# Verification: the least time between the starts of two fractions of a plan (issue 5).
+RV_MIN_FRACTION_INTERVAL_HOURS = env_int("RV_MIN_FRACTION_INTERVAL_HOURS", 6, low=0, high=168)
 # Export queue (manage.py export_worker): attempts before FAILED, first retry delay (doubles
 # each attempt, at most RV_EXPORT_MAX_DELAY), how long a claimed job is a worker's before
 # another may take it over, idle poll interval and network timeout, in seconds.

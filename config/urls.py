@@ -4,10 +4,22 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from rv.views import archive as archive_views
+from rv.views import audit as audit_views
+from rv.views import console as console_views
 from rv.views import plans as plan_views
+from rv.views import users as user_views
 
 urlpatterns = [
-    path("", archive_views.patients, name="home"),
+    path("", console_views.home, name="home"),
+    path("console/", console_views.machines, name="rv-console"),
+    path("console/<str:machine>/", console_views.day, name="rv-console-day"),
+    path("console/<str:machine>/appointments/<int:pk>/record/", console_views.record,
+         name="rv-console-record"),
+    path("plans/<int:pk>/schedule/", console_views.schedule, name="rv-plan-schedule"),
+    path("appointments/<int:pk>/", console_views.appointment_change,
+         name="rv-appointment-change"),
+    path("audit/", audit_views.audit, name="rv-audit"),
+    path("users/", user_views.users, name="rv-users"),
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("archive/patients/", archive_views.patients, name="archive-patients"),

@@ -6,12 +6,26 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin, messages
+from django.contrib.auth.admin import UserAdmin
+from django.contrib.auth.models import User as AuthUser
+from django.db import transaction
 from django.http import HttpRequest
 
 from rv.errors import DomainError
-from rv.models import AuditEvent, Course, Patient, Plan, ToleranceTable, TreatmentMachine
+from rv.models import (
+    Appointment,
+    AuditEvent,
+    Course,
+    Patient,
+    Plan,
+    Session,
+    ToleranceTable,
+    TreatmentMachine,
+)
 from rv.models.machine import TOLERANCE_FIELDS
+from rv.roles import MANAGE_USERS, may, roles_of
 from rv.services.tolerance import tolerance_table_create, tolerance_table_update
+from rv.services.users import user_admin_password_changed, user_admin_saved
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -43,6 +57,20 @@ class PlanAdmin(ReadOnlyAdmin):
     list_filter = ["status", "kind"]
     search_fields = ["label", "patient__patient_id", "sop_instance_uid"]
     exclude = ["instance"]
+
+
+@admin.register(Session)
+class SessionAdmin(ReadOnlyAdmin):
+    # Sessions change only through rv.services.sessions.session_record.
+    list_display = ["treated_at", "plan", "fraction_number", "continuation", "machine",
+                    "recorded_by", "verification_status"]
+    list_filter = ["verification_status", "machine"]
+
+
+@admin.register(Appointment)
+class AppointmentAdmin(ReadOnlyAdmin):
+    list_display = ["date", "time", "machine", "plan", "fraction_number", "status"]
+    list_filter = ["status", "machine"]
 
 
 @admin.register(AuditEvent)
@@ -91,3 +119,49 @@ class ToleranceTableAdmin(admin.ModelAdmin):
             return
         obj.pk = saved.pk
         obj.refresh_from_db()
+
+
+class VerityUserAdmin(UserAdmin):
+    """Users and roles (admins only): Django's forms write, then rv.services.users audits
+    the change in the same transaction (the admin wraps each save in one)."""
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return may(request.user, MANAGE_USERS)
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return may(request.user, MANAGE_USERS)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return may(request.user, MANAGE_USERS)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return may(request.user, MANAGE_USERS)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # users who signed clinical records stay; deactivate instead
+
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        request._rv_roles_before = roles_of(obj) if change else []  # type: ignore[attr-defined]
+        super().save_model(request, obj, form, change)
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any,
+                     change: bool) -> None:
+        super().save_related(request, form, formsets, change)
+        user_admin_saved(by=request.user, user=form.instance, created=not change,
+                         changed=list(form.changed_data),
+                         roles_before=getattr(request, "_rv_roles_before", []))
+
+
+    def user_change_password(self, request: HttpRequest, id: str, form_url: str = ""
+                             ) -> Any:
+        """Django's password form saves on its own: the save and its audit event share
+        one transaction here."""
+        with transaction.atomic():
+            response = super().user_change_password(request, id, form_url)
+            if request.method == "POST" and response.status_code == 302:
+                user_admin_password_changed(by=request.user, user=AuthUser.objects.get(pk=id))
+        return response
+
+
+admin.site.unregister(AuthUser)
+admin.site.register(AuthUser, VerityUserAdmin)

@@ -28,3 +28,27 @@ class PermissionDenied(DomainError):
 
 class ValidationError(DomainError):
     """The action does not fit the object's state (e.g. approving a retired plan)."""
+
+
+class Conflict(DomainError):
+    """Someone else got there first: e.g. the fraction was recorded at another console."""
+
+
+class VerificationFailed(DomainError):
+    """Verification found violations and no override covers them; nothing was saved.
+
+    `violations` are rv.verification.Violation values, as found inside the locked
+    transaction."""
+
+    def __init__(self, message: str, violations: list) -> None:  # type: ignore[type-arg]
+        super().__init__(message)
+        self.violations = list(violations)
+
+
+class OverrideRefused(PermissionDenied):
+    """The override's signer is wrong (password, role, the recording therapist themselves)
+    or gave no reason; `violations` are what it was meant to cover, still blocking."""
+
+    def __init__(self, message: str, violations: list) -> None:  # type: ignore[type-arg]
+        super().__init__(message)
+        self.violations = list(violations)

@@ -2,15 +2,32 @@
 
 from __future__ import annotations
 
+from datetime import date
+
 from django.db.models import Prefetch, QuerySet
 
-from rv.models import Beam, Course, FractionGroup, Patient, Plan
+from rv.models import Beam, Course, FractionGroup, Patient, Plan, Session, SessionDose
 
 
 def plan_fractions_delivered(*, plan: Plan) -> int:
-    """Fractions delivered toward this plan, counting those delivered under its earlier
-    revisions. Treatment sessions arrive with issue 5; until then nothing is delivered."""
-    return 0
+    """Fractions completed toward this plan, counting those delivered under its earlier
+    revisions (a fraction with a beam still to continue does not count yet)."""
+    chain = [p.pk for p in plan.revision_chain()]
+    return (Session.objects.filter(plan_id__in=chain, fraction_complete=True)
+            .values("fraction_number").distinct().count())
+
+
+def delivered_dose_by_reference(*, plan: Plan) -> dict[int, float]:
+    """Dose delivered so far (Gy) to each dose reference, by dose reference number, over the
+    plan's revision chain: the cumulative dose stored with the latest session."""
+    chain = [p.pk for p in plan.revision_chain()]
+    out: dict[int, float] = {}
+    rows = (SessionDose.objects.filter(session__plan_id__in=chain)
+            .select_related("dose_reference")
+            .order_by("session__treated_at", "session_id"))
+    for row in rows:
+        out[row.dose_reference.number] = row.cumulative_dose
+    return out
 
 
 def patient_list(*, search: str = "") -> QuerySet[Patient]:
@@ -37,3 +54,55 @@ def plan_detail(*, pk: int) -> Plan:
                               "dose_references", "sources", "application_setups__channels",
                               "tolerance_tables")
             .get(pk=pk))
+
+
+def day_list(*, machine_id: int, day: date) -> list[dict[str, object]]:
+    """The console's first page: each appointment on the machine that day, with patient,
+    plan, fraction n of N and status."""
+    from rv.models import Appointment
+
+    rows = []
+    for a in (Appointment.objects.filter(machine_id=machine_id, date=day)
+              .exclude(status=Appointment.Status.CANCELLED)
+              .select_related("plan__patient", "plan__course")
+              .prefetch_related("plan__fraction_groups").order_by("time", "id")):
+        rows.append({"appointment": a, "patient": a.plan.patient, "plan": a.plan,
+                     "fraction": a.fraction_number, "of": a.plan.fractions_planned,
+                     "course_status": a.plan.course.get_treatment_status_display()})
+    return rows
+
+
+def plan_sessions(*, plan: Plan) -> QuerySet[Session]:
+    """Sessions over the plan's revision chain, with deliveries and overrides."""
+    chain = [p.pk for p in plan.revision_chain()]
+    return (Session.objects.filter(plan_id__in=chain)
+            .select_related("machine", "recorded_by", "plan")
+            .prefetch_related("beams__beam", "channels__channel", "channels__setup",
+                              "overrides__authorised_by", "overrides__beam_delivery__beam")
+            .order_by("fraction_number", "treated_at", "id"))
+
+
+def dose_chart(*, plan: Plan) -> dict[str, object]:
+    """Planned against delivered cumulative dose by fraction, per dose reference: the
+    planned dose per fraction is the sum of the plan's beam (setup) doses."""
+    from rv.models import DoseReference
+
+    per_fraction = 0.0
+    for fg in plan.fraction_groups.all():
+        per_fraction += sum(r.dose or 0.0 for r in fg.beam_refs.all())
+        per_fraction += sum(r.dose or 0.0 for r in fg.brachy_refs.all())
+    n = plan.fractions_planned
+    chain = [p.pk for p in plan.revision_chain()]
+    series = []
+    refs: QuerySet[DoseReference] = plan.dose_references.all()
+    for ref in refs:
+        by_fraction: dict[int, float] = {}
+        for row in (SessionDose.objects.filter(session__plan_id__in=chain,
+                                               dose_reference__number=ref.number)
+                    .select_related("session").order_by("session__treated_at", "session_id")):
+            by_fraction[row.session.fraction_number] = row.cumulative_dose
+        series.append({"label": ref.description or f"dose reference {ref.number}",
+                       "points": sorted(by_fraction.items()),
+                       "maximum": ref.delivery_maximum_dose})
+    return {"fractions": n, "planned": [(i, per_fraction * i) for i in range(n + 1)],
+            "series": series}

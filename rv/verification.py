@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 # Rules, as named in violations and on the chart.
@@ -23,6 +23,9 @@ FRACTION_INTERVAL = "fraction_interval"
 METERSET = "meterset"
 MACHINE_PARAMETER = "machine_parameter"
 CUMULATIVE_DOSE = "cumulative_dose"
+
+# Rules about the whole session (the interval's "actual" moves with the clock).
+SESSION_RULES = (PLAN_NOT_APPROVED, FRACTION_COUNT, FRACTION_INTERVAL, CUMULATIVE_DOSE)
 
 ANGLES = ("gantry_angle", "collimator_angle", "couch_angle")
 POSITIONS = ("table_top_vertical", "table_top_longitudinal", "table_top_lateral")
@@ -38,10 +41,23 @@ class Violation:
     actual: float | int | str | None
     tolerance: float | int | str | None
     message: str
+    # The beam (channel) the violation concerns, as named in its facts; "" for session rules.
+    subject: str = ""
 
     def as_dict(self) -> dict[str, object]:
         return {"rule": self.rule, "parameter": self.parameter, "planned": self.planned,
-                "actual": self.actual, "tolerance": self.tolerance, "message": self.message}
+                "actual": self.actual, "tolerance": self.tolerance, "message": self.message,
+                "subject": self.subject}
+
+    def key(self) -> str:
+        """What an override must name to cover this violation: rule and parameter, and for
+        the per-beam rules the actual value (a changed value is not what was authorised)."""
+        if self.rule in SESSION_RULES:
+            return f"{self.rule}|{self.parameter}"
+        value = self.actual
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            value = f"{float(value):.10g}"  # 300 and 300.0 are the same authorised value
+        return f"{self.rule}|{self.parameter}={value}"
 
 
 @dataclass(frozen=True)
@@ -285,13 +301,14 @@ def verify_session(facts: SessionFacts) -> list[Violation]:
         out += check_interval(last_fraction_at=facts.last_fraction_at, now=facts.now,
                               minimum=facts.minimum_interval)
     for beam in facts.beams:
-        out += check_machine(beam=beam.beam, planned=beam.planned_machine,
-                             actual=facts.machine)
-        out += check_meterset(beam=beam.beam, specified=beam.specified_meterset,
-                              delivered_before=beam.delivered_before,
-                              delivered=beam.delivered_meterset, complete=beam.complete,
-                              tolerance=beam.tolerance.limit("meterset"), unit=beam.unit)
-        out += check_machine_parameters(beam=beam.beam, planned=beam.planned_setting,
-                                        actual=beam.actual_setting, tolerance=beam.tolerance)
+        found = check_machine(beam=beam.beam, planned=beam.planned_machine,
+                              actual=facts.machine)
+        found += check_meterset(beam=beam.beam, specified=beam.specified_meterset,
+                                delivered_before=beam.delivered_before,
+                                delivered=beam.delivered_meterset, complete=beam.complete,
+                                tolerance=beam.tolerance.limit("meterset"), unit=beam.unit)
+        found += check_machine_parameters(beam=beam.beam, planned=beam.planned_setting,
+                                          actual=beam.actual_setting, tolerance=beam.tolerance)
+        out += [replace(v, subject=beam.beam) for v in found]
     out += check_cumulative_dose(references=facts.dose_references)
     return out

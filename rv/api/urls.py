@@ -1,12 +1,15 @@
 from django.urls import include, path
 from rest_framework.routers import DefaultRouter
 
-from rv.api import auth, plans
+from rv.api import auth, plans, treatment
 
 router = DefaultRouter()
 router.register("patients", plans.PatientViewSet, basename="patient")
 router.register("courses", plans.CourseViewSet, basename="course")
 router.register("plans", plans.PlanViewSet, basename="plan")
+router.register("sessions", treatment.SessionViewSet, basename="session")
+router.register("appointments", treatment.AppointmentViewSet, basename="appointment")
+router.register("audit-events", treatment.AuditEventViewSet, basename="audit-event")
 
 urlpatterns = [
     path("auth/token/", auth.TokenView.as_view(), name="api-token"),

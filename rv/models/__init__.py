@@ -14,8 +14,21 @@ from rv.models.plan import (
     FractionGroupBrachySetup,
     Plan,
 )
+from rv.models.treatment import (
+    Appointment,
+    BeamDelivery,
+    ChannelDelivery,
+    ContentOrigin,
+    Override,
+    Session,
+    SessionDose,
+    TerminationStatus,
+    VerificationStatus,
+)
 
 __all__ = [
+    "Appointment", "BeamDelivery", "ChannelDelivery", "ContentOrigin", "Override", "Session",
+    "SessionDose", "TerminationStatus", "VerificationStatus",
     "ApplicationSetup", "AuditEvent", "Beam", "BrachyChannel", "BrachySource", "Course",
     "DoseReference", "FractionGroup", "FractionGroupBeam", "FractionGroupBrachySetup",
     "Patient", "Plan", "ToleranceTable", "TreatmentMachine",

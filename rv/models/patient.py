@@ -31,9 +31,20 @@ class Course(models.Model):
         ACTIVE = "ACTIVE"
         COMPLETED = "COMPLETED"
 
+    class TreatmentStatus(models.TextChoices):
+        # PS3.3 C.8.8.23 Current Treatment Status (3008,0200)
+        NOT_STARTED = "NOT_STARTED"
+        ON_TREATMENT = "ON_TREATMENT"
+        ON_BREAK = "ON_BREAK"
+        SUSPENDED = "SUSPENDED"
+        STOPPED = "STOPPED"
+        COMPLETED = "COMPLETED"
+
     patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="courses")
     code = models.CharField(max_length=16)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
+    treatment_status = models.CharField(max_length=16, choices=TreatmentStatus.choices,
+                                        default=TreatmentStatus.NOT_STARTED)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -11,6 +11,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from rv.errors import DomainError
@@ -21,17 +22,22 @@ from rv.forms import (
     ReasonForm,
     ToleranceTableForm,
 )
-from rv.models import Beam, Patient, Plan, ToleranceTable
+from rv.models import Appointment, Beam, Course, Patient, Plan, ToleranceTable
 from rv.models.machine import TOLERANCE_FIELDS
-from rv.roles import PHYSICIAN, PHYSICIST, has_role
+from rv.roles import COURSE_STATUS, PHYSICIAN, PHYSICIST, SCHEDULE, has_role, may
 from rv.selectors import (
     course_list_for_patient,
+    delivered_dose_by_reference,
+    dose_chart,
     patient_list,
     plan_detail,
     plan_fractions_delivered,
+    plan_sessions,
 )
 from rv.services import plans as plan_services
 from rv.services import tolerance as tolerance_services
+from rv.services.sessions import course_treatment_status_set
+from rv.views.charts import dose_chart_svg
 
 
 @login_required
@@ -75,8 +81,23 @@ def plan_page(request: HttpRequest, pk: int) -> HttpResponse:
         plan = plan_detail(pk=pk)
     except Plan.DoesNotExist:
         raise Http404("no such plan") from None
+    machines = {b.machine for b in plan.beams.all() if b.machine} | {
+        a.machine for a in plan.application_setups.all() if a.machine}
+    chain = [p.pk for p in plan.revision_chain()]
     return render(request, "rv/plan.html", {
         "plan": plan, "beams": _beam_rows(plan), "delivered": plan_fractions_delivered(plan=plan),
+        "sessions": plan_sessions(plan=plan),
+        "dose_chart": dose_chart_svg(dose_chart(plan=plan)),
+        "delivered_dose": delivered_dose_by_reference(plan=plan),
+        "appointments": Appointment.objects.filter(plan_id__in=chain).select_related(
+            "machine").order_by("fraction_number", "date"),
+        "machines": sorted(machines, key=lambda m: m.name),
+        "may_schedule": may(request.user, SCHEDULE),
+        "may_course_status": may(request.user, COURSE_STATUS),
+        "course_statuses": [s for s in Course.TreatmentStatus.values
+                            if s not in ("NOT_STARTED", "COMPLETED")],
+        "today": timezone.localdate(),
+        "weekdays": list(enumerate(("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"))),
         "approve_form": ApproveForm(), "reason_form": ReasonForm(),
         "move_form": MoveForm(patient_id=plan.patient_id),
         "may_approve": has_role(request.user, PHYSICIST, PHYSICIAN),
@@ -122,6 +143,10 @@ def plan_action(request: HttpRequest, pk: int, action: str) -> HttpResponseRedir
             return redirect("rv-plan", plan.pk)
         return _act(request, plan, lambda: plan_services.plan_move_to_course(
             plan=plan, user=user, course=form.cleaned_data["course"]), "Plan moved.")
+    if action == "course-status":
+        return _act(request, plan, lambda: course_treatment_status_set(
+            course=plan.course, user=user, status=request.POST.get("status", ""),
+            reason=reason), "Course status changed.")
     if action == "new-course":
         return _act(request, plan, lambda: plan_services.course_create(
             patient=plan.patient, user=user), "Course opened.")

@@ -26,6 +26,8 @@ def test_login_and_search_patients(page: Any, live_server: Any) -> None:
     login(page, live_server.url, "tara", "wrong-password")
     assert page.get_by_role("alert").inner_text().startswith("Your user name and password")
     login(page, live_server.url, "tara", "a-long-test-password")
+    page.get_by_role("heading", name="Treatment console").wait_for()  # a therapist's home
+    page.get_by_role("link", name="Archive").click()
     page.get_by_role("heading", name="Patients in the archive").wait_for()
     assert page.get_by_role("cell", name="Browser^Betty").is_visible()
 

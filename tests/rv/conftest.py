@@ -6,7 +6,7 @@ import pytest
 from django.contrib.auth.models import Group, User
 
 from rv.ingest import object_receive
-from rv.models import Plan
+from rv.models import Plan, TreatmentMachine
 from tests.rv.plans import part10, vmat_plan
 
 PASSWORD = "correct horse battery staple"
@@ -40,3 +40,10 @@ def receive_plan(**kwargs) -> Plan:  # type: ignore[no-untyped-def]
     kwargs.setdefault("leaf_pairs", 2)
     result = object_receive(data=part10(vmat_plan(**kwargs)), calling_ae="TPS")
     return Plan.objects.get(instance=result.instance)
+
+
+def machine_of(plan: Plan) -> TreatmentMachine:
+    """The machine a test plan's first beam (or brachy setup) is planned on."""
+    first = plan.beams.order_by("number").first() or plan.application_setups.first()
+    assert first is not None and first.machine is not None
+    return first.machine

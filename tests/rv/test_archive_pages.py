@@ -42,7 +42,8 @@ def test_login_then_patients_and_search(client: Client, therapist: User) -> None
     instance_store(data=to_bytes(make_ct(patient_id="MRN-002", patient_name="Jones^Bob")))
     response = client.post("/login/", {"username": "tina", "password": "correct-horse-9"},
                            follow=True)
-    page = response.content.decode()
+    assert "Treatment console" in response.content.decode()  # a therapist's first page
+    page = client.get("/archive/patients/").content.decode()
     assert "Smith^Alice" in page and "Jones^Bob" in page
     found = client.get("/archive/patients/", {"q": "smith"}).content.decode()
     assert "Smith^Alice" in found and "Jones^Bob" not in found

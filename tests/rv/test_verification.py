@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -218,3 +219,18 @@ def test_verify_session_collects_every_violation() -> None:
 def test_continuation_is_not_held_by_the_interval() -> None:
     facts = _facts(last_fraction_at=NOW - timedelta(minutes=20), continuation=True)
     assert v.verify_session(facts) == []
+
+
+def test_violation_names_its_beam_and_key() -> None:
+    facts = v.SessionFacts(
+        plan_status="APPROVED", machine="LINAC", fraction_number=2, fractions_planned=5,
+        last_fraction_at=None, now=datetime(2026, 1, 1), minimum_interval=timedelta(hours=6),
+        beams=(v.BeamDelivery(beam="Beam 1", planned_machine="LINAC", specified_meterset=100,
+                              delivered_before=(), delivered_meterset=110, complete=True),))
+    (found,) = v.verify_session(facts)
+    assert found.subject == "Beam 1" and found.as_dict()["subject"] == "Beam 1"
+    assert found.key() == "meterset|Beam 1: meterset (MU)=110"
+    assert dataclasses.replace(found, actual=110.0).key() == found.key()
+    interval = v.check_interval(last_fraction_at=datetime(2026, 1, 1), now=datetime(2026, 1, 1, 1),
+                                minimum=timedelta(hours=6))[0]
+    assert interval.key() == "fraction_interval|hours since the last fraction"  # clock-free
