@@ -125,7 +125,7 @@ def _placeholder(kind: str) -> str:
 
 def _uid_root() -> str:
     # 46 characters; each object's UID appends "." and 13 digits (no leading zero).
-    return UID_ROOT + str(uuid.uuid4().int)[1:21]
+    return UID_ROOT + "1" + str(uuid.uuid4().int)[1:20]  # no leading zero (PS3.5 9.1)
 
 
 class Batch:
