@@ -47,6 +47,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))  # for tests.factories
 PY = sys.executable
 IN_NETNS = "VERITY_BENCH_NETNS"
 PORT = 11112  # inside our own namespace nobody else listens here
@@ -64,55 +65,12 @@ def log(msg: str) -> None:
 
 def _template(rows: int, cols: int) -> bytes:
     """One CT Image object as Part 10 bytes, with fixed-length placeholder UIDs to patch."""
-    import io
+    from tests.factories import ct_image, part10
 
-    import numpy as np
-    from pydicom import Dataset
-    from pydicom.dataset import FileMetaDataset
-    from pydicom.filewriter import dcmwrite
-    from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian
-    from pynetdicom.sop_class import CTImageStorage
-
-    ds = Dataset()
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.MediaStorageSOPClassUID = CTImageStorage
-    ds.file_meta.MediaStorageSOPInstanceUID = _placeholder("I")
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.file_meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
-    ds.SOPClassUID = CTImageStorage
-    ds.SOPInstanceUID = _placeholder("I")
-    ds.StudyInstanceUID = _placeholder("S")
-    ds.SeriesInstanceUID = _placeholder("R")
-    ds.FrameOfReferenceUID = _placeholder("S")
-    ds.PatientName = "Bench^Ingest"
-    ds.PatientID = "BENCH-0000000000"  # patched too: one patient per measurement
-    ds.PatientBirthDate = "19700101"
-    ds.PatientSex = "O"
-    ds.StudyDate = ds.SeriesDate = ds.ContentDate = "20260101"
-    ds.StudyTime = ds.SeriesTime = ds.ContentTime = "120000"
-    ds.AccessionNumber = ""
-    ds.StudyID = "1"
-    ds.ReferringPhysicianName = ""
-    ds.Modality = "CT"
-    ds.SeriesNumber = 1
-    ds.InstanceNumber = 1
-    ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.Rows, ds.Columns = rows, cols
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, 16, 15
-    ds.PixelRepresentation = 0
-    ds.RescaleIntercept, ds.RescaleSlope = -1024, 1
-    ds.PixelSpacing = [1, 1]
-    ds.SliceThickness = 1
-    ds.ImagePositionPatient = [0, 0, 0]
-    ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
-    ds.KVP = 120
-    rng = np.random.default_rng(0)
-    ds.PixelData = rng.integers(0, 4096, size=(rows, cols), dtype=np.uint16).tobytes()
-    out = io.BytesIO()
-    dcmwrite(out, ds, enforce_file_format=True)
-    return out.getvalue()
+    return part10(ct_image(rows=rows, cols=cols, sop_instance_uid=_placeholder("I"),
+                           study_instance_uid=_placeholder("S"),
+                           series_instance_uid=_placeholder("R"),
+                           patient_id="BENCH-0000000000"))  # patched: one per measurement
 
 
 UID_ROOT = "1.2.826.0.1.3680043.8.498."  # pydicom's root; UIDs below are 60 characters
