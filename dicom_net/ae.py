@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import socket
 import threading
-from typing import Any, cast
+from typing import Any
 
 from django.conf import settings
 from django.db import close_old_connections
@@ -48,9 +47,10 @@ from pynetdicom.sop_class import (
     SecondaryCaptureImageStorage,
     Verification,
 )
-from pynetdicom.transport import AssociationSocket, RequestHandler, ThreadedAssociationServer
+from pynetdicom.transport import RequestHandler, ThreadedAssociationServer
 
 from dicom_net.models import Node
+from dicom_net.transport import PeerSocket, speed_up
 
 log = logging.getLogger(__name__)
 
@@ -122,65 +122,10 @@ class VerityAE(AE):
         raise AttributeError("calling AE titles come from the node registry (dicom_node add)")
 
 
-class _PeerSocket(socket.socket):
-    """An accepted connection that never makes a peer wait for our delayed ACK.
-
-    A sender with Nagle's algorithm on (DCMTK without TCP_NODELAY=1, and many real
-    devices) holds back the small tail of each PDU until its earlier segments are ACKed;
-    Linux delays that ACK up to 40 ms, and re-enables the delay after it sends one, so
-    TCP_QUICKACK is set again before every read (tcp(7)). TCP_NODELAY does the same for
-    our own small C-STORE responses. Issue 3 measured the stall at 11 small objects/s.
-    """
-
-    _QUICKACK = getattr(socket, "TCP_QUICKACK", None)  # Linux only
-
-    @classmethod
-    def adopt(cls, sock: socket.socket) -> _PeerSocket:
-        timeout = sock.gettimeout()
-        peer = cls(sock.family, sock.type, sock.proto, fileno=sock.detach())
-        peer.settimeout(timeout)
-        peer.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return peer
-
-    def _quickack(self) -> None:
-        if self._QUICKACK is not None:
-            # A socket closed under us: the read that follows reports it.
-            with contextlib.suppress(OSError):
-                self.setsockopt(socket.IPPROTO_TCP, self._QUICKACK, 1)
-
-    def recv(self, bufsize: int, flags: int = 0) -> bytes:
-        self._quickack()
-        return super().recv(bufsize, flags)
-
-    def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
-        self._quickack()
-        return super().recv_into(buffer, nbytes, flags)
-
-
-class _WholeReadSocket(AssociationSocket):
-    """pynetdicom reads a PDU 4 KiB at a time into a growing bytearray (32 calls for a
-    128 KiB PDU); read it straight into one buffer of its final size instead."""
-
-    def recv(self, nr_bytes: int) -> bytearray:
-        sock = cast(socket.socket, self.socket)
-        buf = bytearray(nr_bytes)
-        view = memoryview(buf)
-        got = 0
-        while got < nr_bytes:
-            n = sock.recv_into(view[got:], nr_bytes - got)
-            if not n:  # closed by the peer: return what arrived, as pynetdicom does
-                del view
-                del buf[got:]
-                return buf
-            got += n
-        return buf
-
-
 class _RequestHandler(RequestHandler):
     def _create_association(self) -> Any:
         assoc = super()._create_association()
-        # Swap in the faster read path; _WholeReadSocket adds no state of its own.
-        assoc.dul.socket.__class__ = _WholeReadSocket
+        speed_up(assoc)  # dicom_net.transport: pynetdicom's polling and reads, made faster
         return assoc
 
 
@@ -230,7 +175,7 @@ class ReusePortServer(ThreadedAssociationServer):
         if self._listener is not None:
             sock.setblocking(True)  # as pynetdicom's own accepted sockets are
         if self.ssl_context is None and sock.family in (socket.AF_INET, socket.AF_INET6):
-            sock = _PeerSocket.adopt(sock)
+            sock = PeerSocket.adopt(sock)
         return sock, address
 
 
