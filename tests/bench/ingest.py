@@ -207,6 +207,8 @@ class Orthanc(Target):
 
 
 class Verity(Target):
+    repo: Path = REPO  # --verity-repo: another checkout's runscp, to measure a change
+
     def db_url(self) -> str:
         return f"postgres://postgres@/{PG_DB}?host={PG_SOCKET}"
 
@@ -215,7 +217,7 @@ class Verity(Target):
         subprocess.run(psql + ["-c", f"DROP DATABASE IF EXISTS {PG_DB}"], check=True,
                        timeout=60)
         subprocess.run(psql + ["-c", f"CREATE DATABASE {PG_DB}"], check=True, timeout=60)
-        subprocess.run([PY, "manage.py", "migrate", "--no-input", "-v0"], cwd=REPO,
+        subprocess.run([PY, "manage.py", "migrate", "--no-input", "-v0"], cwd=self.repo,
                        env=self.env(False), check=True, timeout=300)
 
     def env(self, nodelay: bool) -> dict[str, str]:
@@ -232,7 +234,7 @@ class Verity(Target):
                "--grace", "5"]
         if self.processes:
             cmd += ["--processes", str(self.processes)]
-        self._spawn(cmd, self.env(nodelay), cwd=REPO)
+        self._spawn(cmd, self.env(nodelay), cwd=self.repo)
 
     def stored(self, batch: Batch) -> int:
         out = subprocess.run(
@@ -329,7 +331,9 @@ def run(args: argparse.Namespace) -> int:
         elif name == "orthanc":
             targets.append(Orthanc("orthanc", work, args.pdu))
         elif name == "verity":
-            targets.append(Verity("verity", work, args.pdu, processes=args.processes))
+            verity = Verity("verity", work, args.pdu, processes=args.processes)
+            verity.repo = Path(args.verity_repo).resolve()
+            targets.append(verity)
     for t in targets:
         if isinstance(t, Verity):
             t.prepare()
@@ -426,6 +430,8 @@ def main() -> int:
                     help="max PDU for every target and sender (default: each one's own)")
     ap.add_argument("--processes", type=int, default=0,
                     help="runscp --processes (default: RV_SCP_PROCESSES)")
+    ap.add_argument("--verity-repo", default=str(REPO),
+                    help="run manage.py runscp from this checkout (to compare versions)")
     ap.add_argument("--workdir", default=None, help="where to write objects and stores")
     ap.add_argument("--keep", action="store_true", help="keep the work folder and logs")
     args = ap.parse_args()
