@@ -8,6 +8,7 @@ such as "../../x" cannot steer a path, and identical bytes are stored once.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from pathlib import Path
@@ -70,10 +71,8 @@ def write_durably(data: bytes, sha256: str) -> tuple[str, bool]:
             os.fsync(fh.fileno())
         os.replace(tmp_name, final)
     except BaseException:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_name)
-        except FileNotFoundError:
-            pass
         raise
     _fsync_dir(final.parent)
     return rel, True
