@@ -15,66 +15,23 @@ from __future__ import annotations
 import hashlib
 import os
 import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
 import pytest
-from django.db import connection
 from pydicom.uid import generate_uid
 from pynetdicom import AE
 from pynetdicom.sop_class import CTImageStorage
 
 from archive import storage
 from archive.models import Instance
-from tests.conftest import REPO, free_port
+from tests.conftest import free_port
+from tests.dicom_net.runscp_process import start_runscp
 from tests.factories import ct_image
 
 KILLS = 4
 OBJECTS_PER_RUN = 400  # more than a run can send before its kill
-
-
-def _database_url() -> str:
-    """The test database, as a DATABASE_URL the child process can use."""
-    sd = connection.settings_dict
-    if connection.vendor == "sqlite":
-        name = str(sd["NAME"])
-        if name == ":memory:" or name.startswith("file:"):
-            pytest.skip("the SQLite test database is in memory; a child process cannot share it")
-        return f"sqlite:///{name}"
-    if connection.vendor != "postgresql":
-        pytest.skip(f"no DATABASE_URL form for {connection.vendor}")
-    host = str(sd.get("HOST") or "")
-    user = str(sd.get("USER") or "")
-    password = str(sd.get("PASSWORD") or "")
-    auth = f"{user}:{password}@" if password else (f"{user}@" if user else "")
-    if not host or host.startswith("/"):
-        return f"postgres://{auth}/{sd['NAME']}" + (f"?host={host}" if host else "")
-    return f"postgres://{auth}{host}:{sd.get('PORT') or 5432}/{sd['NAME']}"
-
-
-def _start_scp(port: int, data_dir: Path, log_path: Path) -> subprocess.Popen:
-    env = dict(os.environ, DATABASE_URL=_database_url(), RV_DATA_DIR=str(data_dir),
-               RV_ACCEPT_UNKNOWN_AE="true", RV_AE_TITLE="RV_SCP",
-               DJANGO_SECRET_KEY="test-crash-not-secret")
-    with open(log_path, "ab") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "manage.py", "runscp", "--host", "127.0.0.1", "--port", str(port),
-             "--processes", "1"],
-            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"runscp exited early:\n{log_path.read_text()}")
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return proc
-        time.sleep(0.1)
-    proc.kill()
-    pytest.fail(f"runscp did not listen within 60 s:\n{log_path.read_text()}")
 
 
 class _Sender(threading.Thread):
@@ -125,7 +82,7 @@ def test_kill_9_mid_transfer_leaves_no_row_without_its_file(data_dir: Path,
     log_path = tmp_path / "runscp.log"
     for run in range(KILLS):
         port = free_port()
-        proc = _start_scp(port, data_dir, log_path)
+        proc = start_runscp(port, data_dir, log_path)
         sender = _Sender(port, run)
         try:
             sender.start()
