@@ -7,10 +7,10 @@ import hashlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from django.db import DatabaseError, IntegrityError, connections, router, transaction
-from django.db.models import Model
+from django.db.models import Field, Model
 from django.utils import timezone
 from pydicom.dataset import Dataset
 
@@ -130,7 +130,7 @@ def _insert_into_held_series_sql(alias: str, names: tuple[str, ...]) -> str:
     q = connections[alias].ops.quote_name
 
     def col(model: type[Model], name: str) -> str:
-        return q(model._meta.get_field(name).column)
+        return q(str(cast(Field, model._meta.get_field(name)).column))
 
     def table(model: type[Model]) -> str:
         return q(model._meta.db_table)
@@ -165,8 +165,9 @@ def _insert_into_held_series(attrs: IndexAttrs, fields: dict[str, Any]) -> Insta
     conn = connections[router.db_for_write(Instance)]
     values = dict(fields, received_at=timezone.now())
     meta = Instance._meta
-    params: list[Any] = [meta.get_field(name).get_db_prep_save(value, connection=conn)
-                         for name, value in values.items()]
+    params: list[Any] = [
+        cast(Field, meta.get_field(name)).get_db_prep_save(value, connection=conn)
+        for name, value in values.items()]
     params += [attrs.series_instance_uid, attrs.study_instance_uid, attrs.patient_id,
                attrs.issuer_of_patient_id]
     with conn.cursor() as cursor:

@@ -149,7 +149,8 @@ class ReusePortServer(ThreadedAssociationServer):
 
     def server_bind(self) -> None:
         if self._listener is not None:
-            self.socket.close()
+            if self.socket is not None:
+                self.socket.close()  # the one socketserver made; we use the listener
             self.socket = self._listener
             # Never block in accept(): another process may have taken the connection
             # select() woke us for (socketserver treats the OSError as "nothing to do").
@@ -166,7 +167,7 @@ class ReusePortServer(ThreadedAssociationServer):
 
     def server_close(self) -> None:
         if self._listener is not None:
-            self.socket.close()  # no shutdown(): the other processes still listen on it
+            self._listener.close()  # no shutdown(): the other processes still listen on it
             return
         super().server_close()
 

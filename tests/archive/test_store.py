@@ -14,10 +14,10 @@ from archive.services import instance_store
 from tests.factories import ct_image, part10
 
 
-def _series_objects(n: int, **kwargs: object) -> list[bytes]:
+def _series_objects(n: int) -> list[bytes]:
     study, series = generate_uid(), generate_uid()
     return [part10(ct_image(study_instance_uid=study, series_instance_uid=series,
-                            instance_number=i + 1, seed=i, **kwargs)) for i in range(n)]
+                            instance_number=i + 1, seed=i)) for i in range(n)]
 
 
 def _files() -> list[str]:
