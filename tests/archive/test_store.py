@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+from datetime import date
 
 import pytest
-from pydicom.uid import generate_uid
+from django.utils import timezone
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from archive import storage
 from archive.errors import DatasetMismatch, DuplicateConflict
@@ -34,7 +36,10 @@ def test_objects_of_one_series_are_stored_and_indexed_under_it() -> None:
         assert row.sha256 == hashlib.sha256(d).hexdigest()
         assert row.size == len(d) and row.calling_ae == "SENDER"
         assert storage.absolute_path(row.path).read_bytes() == d
-        assert row.received_at is not None and row.instance_number is not None
+        assert abs((timezone.now() - row.received_at).total_seconds()) < 120
+        assert row.content_date == date(2026, 1, 1) and row.content_time == "120000"
+        assert row.transfer_syntax_uid == ExplicitVRLittleEndian
+        assert row.series.study.patient.patient_id == "TEST-0001"
     assert {r.instance.pk for r in results} == set(Instance.objects.values_list("pk", flat=True))
 
 
