@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import dj_database_url
@@ -138,7 +139,8 @@ RV_HTTP_PORT = env_int("RV_HTTP_PORT", 8000, low=1, high=65535)
 RV_ACCEPT_UNKNOWN_AE = env_bool("RV_ACCEPT_UNKNOWN_AE", False)
 # Largest PDU we accept; 128 KiB cut per-PDU overhead for large images (issue 3 measurements).
 RV_MAX_PDU = env_int("RV_MAX_PDU", 131072, low=0)
-RV_SCP_PROCESSES = env_int("RV_SCP_PROCESSES", 1, low=1, high=64)
+# SCP processes sharing the port: one Python process uses one core (issue 3).
+RV_SCP_PROCESSES = env_int("RV_SCP_PROCESSES", min(os.cpu_count() or 1, 8), low=1, high=64)
 # Verification: the least time between the starts of two fractions of a plan (issue 5).
 RV_MIN_FRACTION_INTERVAL_HOURS = env_int("RV_MIN_FRACTION_INTERVAL_HOURS", 6, low=0, high=168)
 # Export queue (manage.py export_worker): attempts before FAILED, first retry delay (doubles

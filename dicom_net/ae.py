@@ -53,10 +53,11 @@ from pynetdicom.sop_class import (
     StudyRootQueryRetrieveInformationModelMove,
     Verification,
 )
-from pynetdicom.transport import ThreadedAssociationServer
+from pynetdicom.transport import RequestHandler, ThreadedAssociationServer
 
 from dicom_net.models import Node
 from dicom_net.sending import install_file_sender
+from dicom_net.transport import PeerSocket, speed_up
 
 log = logging.getLogger(__name__)
 
@@ -144,15 +145,67 @@ class VerityAE(AE):
         return install_file_sender(super().associate(*args, **kwargs))
 
 
+class _RequestHandler(RequestHandler):
+    def _create_association(self) -> Any:
+        assoc = super()._create_association()
+        speed_up(assoc)  # dicom_net.transport: pynetdicom's polling and reads, made faster
+        return assoc
+
+
 class ReusePortServer(ThreadedAssociationServer):
-    """Several SCP processes may listen on one port; the kernel spreads connections."""
+    """Several SCP processes may listen on one port.
+
+    Started on its own, it binds with SO_REUSEPORT, so separately started SCPs can share a
+    port (the kernel spreads connections by a hash of the peer's address). Given a
+    `listener` (a listening socket made before forking, as `runscp --processes` does),
+    every process accepts from that one queue instead: whichever process is free takes the
+    next association, where SO_REUSEPORT's hash may put two senders on one busy process.
+    """
 
     daemon_threads = True
 
+    def __init__(self, *args: Any, listener: socket.socket | None = None,
+                 **kwargs: Any) -> None:
+        self._listener = listener
+        kwargs.setdefault("request_handler", _RequestHandler)
+        super().__init__(*args, **kwargs)
+
     def server_bind(self) -> None:
+        if self._listener is not None:
+            if self.socket is not None:
+                self.socket.close()  # the one socketserver made; we use the listener
+            self.socket = self._listener
+            # Never block in accept(): another process may have taken the connection
+            # select() woke us for (socketserver treats the OSError as "nothing to do").
+            self.socket.setblocking(False)
+            self.server_address = self.socket.getsockname()
+            return
         if hasattr(socket, "SO_REUSEPORT"):
             self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         super().server_bind()
+
+    def server_activate(self) -> None:
+        if self._listener is None:
+            super().server_activate()
+
+    def server_close(self) -> None:
+        if self._listener is not None:
+            self._listener.close()  # no shutdown(): the other processes still listen on it
+            return
+        super().server_close()
+
+    def get_request(self) -> tuple[socket.socket, tuple[str, int]]:
+        sock, address = super().get_request()
+        if self._listener is not None:
+            sock.setblocking(True)  # as pynetdicom's own accepted sockets are
+        if self.ssl_context is None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock = PeerSocket.adopt(sock)
+        return sock, address
+
+
+def listen(*, host: str, port: int, backlog: int = 128) -> socket.socket:
+    """A listening socket for `ReusePortServer(listener=...)`, made before forking."""
+    return socket.create_server((host, port), backlog=backlog)
 
 
 def build_ae(*, ae_title: str | None = None) -> VerityAE:
@@ -171,10 +224,11 @@ def build_ae(*, ae_title: str | None = None) -> VerityAE:
     return ae
 
 
-def start_server(*, ae: VerityAE, host: str, port: int,
-                 handlers: list[Any]) -> ThreadedAssociationServer:
-    """Start listening without blocking; returns the running server."""
-    server = ae.make_server((host, port), evt_handlers=handlers, server_class=ReusePortServer)
+def start_server(*, ae: VerityAE, host: str, port: int, handlers: list[Any],
+                 listener: socket.socket | None = None) -> ThreadedAssociationServer:
+    """Start listening without blocking (on `listener` if given); returns the server."""
+    server = ae.make_server((host, port), evt_handlers=handlers, server_class=ReusePortServer,
+                            listener=listener)
     ae._servers.append(server)  # so ae.shutdown() and active_associations know it
     thread = threading.Thread(target=server.serve_forever, name=f"scp@{port}", daemon=True)
     thread.start()

@@ -2,7 +2,9 @@
 
 SIGTERM or Ctrl-C stops it cleanly: it stops accepting, lets open associations finish (up to
 --grace seconds), then aborts what is left. With --processes N it forks N listeners that share
-the port (SO_REUSEPORT), since one Python process does not use more than one core.
+one listening socket made before forking (whichever process is free accepts the next
+association), since one Python process does not use more than one core. RV_SCP_PROCESSES
+defaults to the number of cores.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import sys
 import threading
 import time
@@ -20,7 +23,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connections
 
 from archive import storage
-from dicom_net.ae import build_ae, start_server
+from dicom_net.ae import build_ae, listen, start_server
 from dicom_net.handlers import HANDLERS
 
 
@@ -54,7 +57,7 @@ class Command(BaseCommand):
             return
         self._supervise(options, processes)
 
-    def _serve(self, options: dict[str, Any]) -> None:
+    def _serve(self, options: dict[str, Any], listener: socket.socket | None = None) -> None:
         stop = threading.Event()
 
         def on_signal(signum: int, frame: object) -> None:
@@ -65,7 +68,7 @@ class Command(BaseCommand):
         ae = build_ae(ae_title=options["ae_title"])
         try:
             server = start_server(ae=ae, host=options["host"], port=options["port"],
-                                  handlers=HANDLERS)
+                                  handlers=HANDLERS, listener=listener)
         except OSError as exc:
             raise CommandError(f"cannot listen on {options['host']}:{options['port']}: "
                                f"{exc.strerror or exc}") from exc
@@ -85,19 +88,25 @@ class Command(BaseCommand):
 
     def _supervise(self, options: dict[str, Any], processes: int) -> None:
         connections.close_all()  # children must not share the parent's database connection
+        try:
+            listener = listen(host=options["host"], port=options["port"])
+        except OSError as exc:
+            raise CommandError(f"cannot listen on {options['host']}:{options['port']}: "
+                               f"{exc.strerror or exc}") from exc
         children: list[int] = []
         for _ in range(processes):
             pid = os.fork()
             if pid == 0:
                 code = 0
                 try:
-                    self._serve(options)
+                    self._serve(options, listener)
                 except CommandError as exc:
                     sys.stderr.write(f"{exc}\n")
                     code = 1
                 finally:
                     os._exit(code)
             children.append(pid)
+        listener.close()  # the children hold it
         stopping = False
 
         def forward(signum: int, frame: object) -> None:

@@ -1,0 +1,218 @@
+"""Latency fixes for pynetdicom's acceptor side (issue 3), each small and kept apart here.
+
+pynetdicom (3.0) moves every PDU through two polling threads: the DUL thread reads the
+socket, sleeping 1 ms whenever it finds nothing to do, and the association thread looks
+for a complete DIMSE message every 1 ms. On a C-STORE of a CT image (four 128 KiB PDUs
+and a response) those sleeps add up to milliseconds per object, and they burn the core
+the SCP needs. Reads came 4 KiB at a time, and a peer with Nagle's algorithm on waited for
+our delayed ACKs. What this module changes, for the associations Verity accepts only:
+
+- `PeerSocket`: TCP_QUICKACK before every read, TCP_NODELAY for our responses;
+- `WholeReadSocket`: a PDU read into one buffer of its final size;
+- `WakefulDUL`: the DUL thread's idle wait is a select() on the peer's socket and on a
+  wake-up socket written when a PDU is queued to send, so it wakes for either at once;
+- `_AssociationClock`: the association thread's 1 ms pause ends as soon as a DIMSE
+  message is queued for it.
+
+Each class is swapped onto an object pynetdicom made (`__class__`), adding no state that
+pynetdicom's own code relies on, so everything else behaves as pynetdicom wrote it.
+`install()` checks the pynetdicom internals it touches and leaves the stock behaviour in
+place, with a warning, when they are not what this module was written against.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import select
+import socket
+import threading
+import time
+from typing import Any, cast
+
+import pynetdicom
+from pynetdicom import association as _association
+from pynetdicom.dul import DULServiceProvider
+from pynetdicom.transport import AssociationSocket
+
+log = logging.getLogger(__name__)
+
+_QUICKACK = getattr(socket, "TCP_QUICKACK", None)  # Linux only
+
+
+class PeerSocket(socket.socket):
+    """An accepted connection that never makes a peer wait for our delayed ACK.
+
+    A sender with Nagle's algorithm on (DCMTK without TCP_NODELAY=1, and many real
+    devices) holds back the small tail of each PDU until its earlier segments are ACKed;
+    Linux delays that ACK up to 40 ms and turns the delay back on after a while, so
+    TCP_QUICKACK is set again before every read (tcp(7)). TCP_NODELAY does the same for
+    our own small C-STORE responses. Issue 3 measured the stall at 11 small objects/s.
+    """
+
+    @classmethod
+    def adopt(cls, sock: socket.socket) -> PeerSocket:
+        timeout = sock.gettimeout()
+        peer = cls(sock.family, sock.type, sock.proto, fileno=sock.detach())
+        peer.settimeout(timeout)
+        peer.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return peer
+
+    def _quickack(self) -> None:
+        if _QUICKACK is not None:
+            # A socket closed under us: the read that follows reports it.
+            with contextlib.suppress(OSError):
+                self.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
+
+    def recv(self, bufsize: int, flags: int = 0) -> bytes:
+        self._quickack()
+        return super().recv(bufsize, flags)
+
+    def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
+        self._quickack()
+        return super().recv_into(buffer, nbytes, flags)
+
+
+class WholeReadSocket(AssociationSocket):
+    """pynetdicom reads a PDU 4 KiB at a time into a growing bytearray (32 calls for a
+    128 KiB PDU); this reads it straight into one buffer of its final size."""
+
+    def recv(self, nr_bytes: int) -> bytearray:
+        sock = cast(socket.socket, self.socket)
+        buf = bytearray(nr_bytes)
+        view = memoryview(buf)
+        got = 0
+        try:
+            while got < nr_bytes:
+                n = sock.recv_into(view[got:], nr_bytes - got)
+                if not n:  # closed by the peer: return what arrived, as pynetdicom does
+                    break
+                got += n
+        finally:
+            view.release()
+        del buf[got:]
+        return buf
+
+
+class WakefulDUL(DULServiceProvider):
+    """The DUL reactor, waking for work instead of sleeping 1 ms at a time."""
+
+    _IDLE_WAIT = 0.05  # the longest idle wait: timers are looked at at least this often
+    _wake_r: socket.socket | None
+    _wake_w: socket.socket | None
+
+    def _adopt(self) -> None:
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+
+    # pynetdicom's reactor calls time.sleep(self._run_loop_delay) when a pass found
+    # nothing to do; in the reactor's own thread this waits for work and returns 0.
+    @property  # type: ignore[override]
+    def _run_loop_delay(self) -> float:
+        if threading.current_thread() is self and self._wake_r is not None:
+            self._idle_wait(self._wake_r)
+            return 0.0
+        return 0.001
+
+    @_run_loop_delay.setter
+    def _run_loop_delay(self, value: float) -> None:
+        pass  # DULServiceProvider.__init__ sets 0.001; the property above decides
+
+    def _idle_wait(self, wake: socket.socket) -> None:
+        if (self.to_provider_queue.empty() and self.event_queue.empty()
+                and not self._kill_thread):
+            watched = [wake]
+            peer = self.socket.socket if self.socket is not None else None
+            if peer is not None and getattr(self.socket, "_is_connected", False):
+                watched.append(peer)
+            try:
+                select.select(watched, [], [], self._IDLE_WAIT)
+            except (OSError, ValueError):  # the peer's socket was closed: loop on
+                return
+        with contextlib.suppress(OSError):
+            wake.recv(4096)
+
+    def _wake(self) -> None:
+        wake = self._wake_w
+        if wake is not None:
+            with contextlib.suppress(OSError):  # full (already woken) or closed
+                wake.send(b"\0")
+
+    def send_pdu(self, primitive: Any) -> None:
+        super().send_pdu(primitive)
+        self._wake()
+
+    def stop_dul(self) -> bool:
+        # As pynetdicom's, plus waking the reactor and closing the wake-up pair after it.
+        if self.state_machine.current_state != "Sta1":
+            return False
+        self._kill_thread = True
+        self._wake()
+        while self.is_alive():
+            time.sleep(0.0005)
+        pair, self._wake_r, self._wake_w = (self._wake_r, self._wake_w), None, None
+        for end in pair:
+            if end is not None:
+                end.close()
+        return True
+
+
+class _AssociationClock:
+    """Stands in for the `time` module inside pynetdicom.association.
+
+    Its reactor loop calls time.sleep(0.001) before each look for a DIMSE message. For an
+    association Verity accepted, the pause ends early when a message is queued; for any
+    other thread (an SCU association in this process, say) it is time.sleep.
+    """
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(time, name)
+
+    @staticmethod
+    def sleep(seconds: float) -> None:
+        messages: queue.Queue[Any] | None = getattr(threading.current_thread(),
+                                                    "_verity_messages", None)
+        if messages is None or seconds <= 0:
+            time.sleep(seconds)
+            return
+        with messages.not_empty:  # the queue's own lock: use _qsize(), not qsize()
+            if not messages._qsize():  # type: ignore[attr-defined]
+                messages.not_empty.wait(seconds)
+
+
+_installed = False
+_usable = False
+
+
+def install() -> bool:
+    """Put the association-thread clock in place; True when the fixes can be used."""
+    global _installed, _usable
+    if _installed:
+        return _usable
+    _installed = True
+    dul_ok = (hasattr(DULServiceProvider, "stop_dul") and hasattr(DULServiceProvider, "send_pdu")
+              and "_run_loop_delay" not in vars(DULServiceProvider))
+    assoc_ok = getattr(_association, "time", None) is time
+    if not (dul_ok and assoc_ok):
+        log.warning("pynetdicom %s is not the version dicom_net.transport was written for; "
+                    "keeping its stock polling", pynetdicom.__version__)
+        return False
+    _association.time = _AssociationClock()  # type: ignore[assignment]
+    _usable = True
+    return True
+
+
+def speed_up(assoc: Any) -> None:
+    """Apply the fixes to an acceptor association pynetdicom has just made."""
+    sock = assoc.dul.socket
+    if type(sock) is AssociationSocket:
+        sock.__class__ = WholeReadSocket
+    if not install() or type(assoc.dul) is not DULServiceProvider:
+        return
+    if not isinstance(getattr(sock, "socket", None), PeerSocket):
+        return  # TLS or an unusual socket: select() may not see buffered bytes
+    assoc.dul.__class__ = WakefulDUL
+    cast(WakefulDUL, assoc.dul)._adopt()
+    assoc._verity_messages = assoc.dimse.msg_queue

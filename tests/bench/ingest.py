@@ -1,0 +1,465 @@
+#!/usr/bin/env python3
+"""Ingest benchmark (issue 3): files/s into DCMTK storescp, Orthanc and Verity's runscp.
+
+    make bench-ingest                     # the full run (several minutes)
+    .venv/bin/python tests/bench/ingest.py --quick     # a smoke run (under a minute)
+
+The same generated objects (CT-sized: 512x512, 16-bit, about 0.5 MB; and, in the Nagle
+mode, small 64x64 CT objects too) are sent with DCMTK `storescu` by 1 and by 2 parallel
+senders (each sender one association carrying its share of the files) to:
+
+  storescp  DCMTK's storescp --fork writing to disk (no fsync): the near-limit here
+  orthanc   Orthanc from Debian's package, default SQLite index, SyncStorageArea (fsync)
+  verity    manage.py runscp on PostgreSQL (Unix socket): fsync + rename + dir fsync and
+            the index row committed before each 0x0000
+
+in rounds that alternate the targets, so drift in the (shared) machine's load hits all of
+them alike. Every measurement uses objects with fresh UIDs, so each target really stores.
+After each measurement the target's store is counted: a figure only counts if every file
+arrived.
+
+Two modes:
+  nodelay  TCP_NODELAY=1 in every DCMTK process's environment (storescu, storescp,
+           Orthanc): DCMTK then turns Nagle's algorithm off.
+  nagle    TCP_NODELAY unset: Nagle's algorithm on in the sender, as many real peers run.
+
+The script re-executes itself in a fresh network namespace holding only loopback
+(`unshare -n`, needs root), because storescp and Orthanc 1.10 listen on every address;
+PostgreSQL is then reached through its Unix socket. It stops itself: every wait is bounded
+and every process it starts is killed on the way out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))  # for tests.factories
+PY = sys.executable
+IN_NETNS = "VERITY_BENCH_NETNS"
+PORT = 11112  # inside our own namespace nobody else listens here
+AET = "BENCH_SCP"
+PG_SOCKET = os.environ.get("BENCH_PG_SOCKET", "/var/run/postgresql")
+PG_DB = "verity_bench"
+SEND_TIMEOUT = 600.0
+
+
+def log(msg: str) -> None:
+    print(msg, flush=True)
+
+
+# --- objects --------------------------------------------------------------------------------
+
+def _template(rows: int, cols: int) -> bytes:
+    """One CT Image object as Part 10 bytes, with fixed-length placeholder UIDs to patch."""
+    from tests.factories import ct_image, part10
+
+    return part10(ct_image(rows=rows, cols=cols, sop_instance_uid=_placeholder("I"),
+                           study_instance_uid=_placeholder("S"),
+                           series_instance_uid=_placeholder("R"),
+                           patient_id="BENCH-0000000000"))  # patched: one per measurement
+
+
+UID_ROOT = "1.2.826.0.1.3680043.8.498."  # pydicom's root; UIDs below are 60 characters
+
+
+def _placeholder(kind: str) -> str:
+    # A fixed 60-character UID we can find and replace byte for byte in the template.
+    return UID_ROOT + {"I": "1", "S": "2", "R": "3"}[kind] * 34
+
+
+def _uid_root() -> str:
+    # 46 characters; each object's UID appends "." and 13 digits (no leading zero).
+    return UID_ROOT + "1" + str(uuid.uuid4().int)[1:20]  # no leading zero (PS3.5 9.1)
+
+
+class Batch:
+    """n objects with fresh UIDs written to a folder, split among senders."""
+
+    def __init__(self, template: bytes, n: int, folder: Path) -> None:
+        self.folder = folder
+        folder.mkdir(parents=True)
+        root = _uid_root()
+        study = f"{root}.{'1' * 13}".encode()
+        series = f"{root}.{'2' * 13}".encode()
+        pid = ("BENCH-" + uuid.uuid4().hex[:10]).encode()
+        base = template.replace(_placeholder("S").encode(), study)
+        base = base.replace(_placeholder("R").encode(), series)
+        base = base.replace(b"BENCH-0000000000", pid)
+        self.prefix = root
+        self.files: list[Path] = []
+        inst_ph = _placeholder("I").encode()
+        for i in range(n):
+            uid = f"{root}.{3 * 10**12 + i}".encode()
+            path = folder / f"{i:05d}.dcm"
+            path.write_bytes(base.replace(inst_ph, uid))
+            self.files.append(path)
+
+    def shares(self, senders: int) -> list[list[Path]]:
+        return [self.files[k::senders] for k in range(senders)]
+
+
+# --- targets --------------------------------------------------------------------------------
+
+@dataclass
+class Target:
+    name: str
+    work: Path
+    pdu: int | None
+    processes: int = 0
+    proc: subprocess.Popen | None = None
+    log_path: Path | None = None
+    extra: dict = field(default_factory=dict)
+
+    def env(self, nodelay: bool) -> dict[str, str]:
+        env = dict(os.environ)
+        env.pop("TCP_NODELAY", None)
+        if nodelay:
+            env["TCP_NODELAY"] = "1"
+        return env
+
+    def start(self, nodelay: bool) -> None:
+        raise NotImplementedError
+
+    def stored(self, batch: Batch) -> int:
+        raise NotImplementedError
+
+    def _spawn(self, cmd: list[str], env: dict[str, str], cwd: Path | None = None) -> None:
+        self.log_path = self.work / f"{self.name}.log"
+        fh = open(self.log_path, "ab")  # noqa: SIM115 - closed with the process
+        self.proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=fh, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+        fh.close()
+        _wait_port(PORT, self.proc, self.log_path)
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=10)
+        self.proc = None
+        _wait_port_free(PORT)
+
+
+class StoreSCP(Target):
+    def start(self, nodelay: bool) -> None:
+        out = self.work / "storescp-out"
+        shutil.rmtree(out, ignore_errors=True)
+        out.mkdir()
+        cmd = ["storescp", "--fork", "-aet", AET, "-od", str(out)]
+        if self.pdu:
+            cmd += ["-pdu", str(self.pdu)]
+        self._spawn(cmd + [str(PORT)], self.env(nodelay))
+
+    def stored(self, batch: Batch) -> int:
+        out = self.work / "storescp-out"
+        return sum(1 for p in out.iterdir() if p.name.startswith("CT." + batch.prefix))
+
+
+class Orthanc(Target):
+    HTTP = 8042  # inside our namespace
+
+    def start(self, nodelay: bool) -> None:
+        storage = self.work / "orthanc-db"
+        shutil.rmtree(storage, ignore_errors=True)
+        storage.mkdir()
+        config = {
+            "Name": "bench", "StorageDirectory": str(storage), "IndexDirectory": str(storage),
+            "DicomAet": AET, "DicomPort": PORT, "HttpPort": self.HTTP,
+            "RemoteAccessAllowed": False, "AuthenticationEnabled": False,
+            "DicomCheckCalledAet": False, "DicomAlwaysAllowStore": True,
+            "DicomAlwaysAllowEcho": True, "Plugins": [], "HttpServerEnabled": True,
+        }
+        if self.pdu:
+            config["MaximumPduLength"] = self.pdu
+        path = self.work / "orthanc.json"
+        path.write_text(json.dumps(config))
+        self._spawn(["Orthanc", str(path)], self.env(nodelay))
+
+    def stored(self, batch: Batch) -> int:
+        import urllib.request
+
+        body = json.dumps({"Level": "Instance",
+                           "Query": {"PatientID": _pid_of(batch)}}).encode()
+        req = urllib.request.Request(f"http://127.0.0.1:{self.HTTP}/tools/find", data=body,
+                                     method="POST")
+        with urllib.request.urlopen(req, timeout=60) as resp:  # noqa: S310 - loopback
+            return len(json.load(resp))
+
+
+class Verity(Target):
+    repo: Path = REPO  # --verity-repo: another checkout's runscp, to measure a change
+
+    def db_url(self) -> str:
+        return f"postgres://postgres@/{PG_DB}?host={PG_SOCKET}"
+
+    def prepare(self) -> None:
+        psql = ["psql", "-h", PG_SOCKET, "-U", "postgres", "-q", "-v", "ON_ERROR_STOP=1"]
+        subprocess.run(psql + ["-c", f"DROP DATABASE IF EXISTS {PG_DB}"], check=True,
+                       timeout=60)
+        subprocess.run(psql + ["-c", f"CREATE DATABASE {PG_DB}"], check=True, timeout=60)
+        subprocess.run([PY, "manage.py", "migrate", "--no-input", "-v0"], cwd=self.repo,
+                       env=self.env(False), check=True, timeout=300)
+
+    def env(self, nodelay: bool) -> dict[str, str]:
+        env = super().env(nodelay)
+        env.update(DATABASE_URL=self.db_url(), RV_ACCEPT_UNKNOWN_AE="true",
+                   RV_DATA_DIR=str(self.work / "verity-data"), RV_AE_TITLE=AET,
+                   DJANGO_SECRET_KEY="bench-only-not-secret")
+        if self.pdu:
+            env["RV_MAX_PDU"] = str(self.pdu)
+        return env
+
+    def start(self, nodelay: bool) -> None:
+        cmd = [PY, "manage.py", "runscp", "--host", "127.0.0.1", "--port", str(PORT),
+               "--grace", "5"]
+        if self.processes:
+            cmd += ["--processes", str(self.processes)]
+        self._spawn(cmd, self.env(nodelay), cwd=self.repo)
+
+    def stored(self, batch: Batch) -> int:
+        out = subprocess.run(
+            ["psql", "-h", PG_SOCKET, "-U", "postgres", "-d", PG_DB, "-tAq", "-c",
+             "SELECT count(*) FROM archive_instance WHERE sop_instance_uid LIKE "
+             f"'{batch.prefix}.%'"], capture_output=True, text=True, check=True, timeout=60)
+        return int(out.stdout.strip())
+
+
+def _pid_of(batch: Batch) -> str:
+    data = batch.files[0].read_bytes()
+    at = data.find(b"BENCH-")
+    return data[at:at + 16].decode()
+
+
+def _wait_port(port: int, proc: subprocess.Popen, log_path: Path, timeout: float = 60) -> None:
+    import socket
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"target exited early; see {log_path}:\n{log_path.read_text()}")
+        with socket.socket() as s:
+            s.settimeout(0.5)
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                time.sleep(0.3)  # let every forked listener bind too
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"nothing listens on {port} after {timeout}s; see {log_path}")
+
+
+def _wait_port_free(port: int, timeout: float = 20) -> None:
+    import socket
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) != 0:
+                return
+        time.sleep(0.1)
+
+
+# --- sending --------------------------------------------------------------------------------
+
+def send(batch: Batch, senders: int, nodelay: bool, pdu: int | None) -> float:
+    """Send the batch with `senders` parallel storescu; return seconds, start to last exit."""
+    env = dict(os.environ)
+    env.pop("TCP_NODELAY", None)
+    if nodelay:
+        env["TCP_NODELAY"] = "1"
+    base = ["storescu", "-aec", AET, "-aet", "BENCH_SCU"]
+    if pdu:
+        base += ["-pdu", str(pdu)]
+    procs = []
+    start = time.perf_counter()
+    for share in batch.shares(senders):
+        procs.append(subprocess.Popen(base + ["127.0.0.1", str(PORT)] + [str(p) for p in share],
+                                      env=env, stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.PIPE))
+    failed = []
+    for p in procs:
+        try:
+            _, err = p.communicate(timeout=SEND_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            _, err = p.communicate()
+            failed.append("timed out")
+            continue
+        if p.returncode != 0:
+            failed.append(err.decode(errors="replace")[-500:])
+    elapsed = time.perf_counter() - start
+    if failed:
+        raise RuntimeError("storescu failed: " + " | ".join(failed))
+    return elapsed
+
+
+# --- the run --------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Case:
+    mode: str  # nodelay / nagle
+    kind: str  # ct / small
+    n: int
+    senders: int
+
+
+def run(args: argparse.Namespace) -> int:
+    work = Path(tempfile.mkdtemp(prefix="verity-bench-", dir=args.workdir))
+    log(f"work folder {work}")
+    targets: list[Target] = []
+    for name in args.targets:
+        if name == "storescp":
+            targets.append(StoreSCP("storescp", work, args.pdu))
+        elif name == "orthanc":
+            targets.append(Orthanc("orthanc", work, args.pdu))
+        elif name == "verity":
+            verity = Verity("verity", work, args.pdu, processes=args.processes)
+            verity.repo = Path(args.verity_repo).resolve()
+            targets.append(verity)
+    for t in targets:
+        if isinstance(t, Verity):
+            t.prepare()
+    templates = {"ct": _template(512, 512), "small": _template(64, 64)}
+    log(f"objects: CT {len(templates['ct'])} bytes, small {len(templates['small'])} bytes")
+
+    n_ct, n_nagle_ct, n_small = (args.files, args.nagle_files, args.small_files)
+    cases = []
+    for senders in (1, 2):
+        cases.append(Case("nodelay", "ct", n_ct, senders))
+    if "nagle" in args.modes:
+        for senders in (1, 2):
+            cases.append(Case("nagle", "ct", n_nagle_ct, senders))
+            cases.append(Case("nagle", "small", n_small, senders))
+    if "nodelay" not in args.modes:
+        cases = [c for c in cases if c.mode != "nodelay"]
+
+    results: dict[tuple[str, Case], list[float]] = {}
+    seq = 0
+    try:
+        for rnd in range(args.rounds):
+            order = targets if rnd % 2 == 0 else list(reversed(targets))
+            for mode in args.modes:
+                nodelay = mode == "nodelay"
+                for t in order:
+                    t.start(nodelay)
+                    try:
+                        for case in [c for c in cases if c.mode == mode]:
+                            seq += 1
+                            batch = Batch(templates[case.kind], case.n, work / f"batch-{seq}")
+                            secs = send(batch, case.senders, nodelay, args.pdu)
+                            deadline = time.monotonic() + 30
+                            got = t.stored(batch)
+                            while got < case.n and time.monotonic() < deadline:
+                                time.sleep(0.5)
+                                got = t.stored(batch)
+                            if got != case.n:
+                                raise RuntimeError(f"{t.name}: {got} of {case.n} stored")
+                            rate = case.n / secs
+                            results.setdefault((t.name, case), []).append(rate)
+                            log(f"round {rnd + 1} {mode:7} {case.kind:5} x{case.n:<4} "
+                                f"senders={case.senders} {t.name:8} {rate:7.1f} files/s")
+                            shutil.rmtree(batch.folder)
+                    finally:
+                        t.stop()
+    finally:
+        for t in targets:
+            t.stop()
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+    report(results, [t.name for t in targets], cases, args)
+    return 0
+
+
+def report(results: dict, names: list[str], cases: list[Case], args: argparse.Namespace) -> None:
+    pdu = f"{args.pdu} bytes for every target" if args.pdu else "each target's default"
+    log("")
+    log(f"files/s, median of {args.rounds} round(s) (min-max); max PDU: {pdu}")
+    head = "| mode | objects | senders | " + " | ".join(names)
+    ratios = [(a, b) for a in names for b in names if a == "verity" and b != a]
+    head += "".join(f" | {a}/{b}" for a, b in ratios) + " |"
+    log(head)
+    log("|" + "---|" * (3 + len(names) + len(ratios)))
+    for case in cases:
+        cells = []
+        med = {}
+        for name in names:
+            rates = results.get((name, case), [])
+            if not rates:
+                cells.append("-")
+                continue
+            med[name] = statistics.median(rates)
+            cells.append(f"{med[name]:.0f} ({min(rates):.0f}-{max(rates):.0f})")
+        rcells = [f"{med[a] / med[b]:.2f}" if a in med and b in med else "-" for a, b in ratios]
+        label = "CT 512x512" if case.kind == "ct" else "small 64x64"
+        log(f"| {case.mode} | {label} x{case.n} | {case.senders} | " + " | ".join(cells)
+            + "".join(f" | {r}" for r in rcells) + " |")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="few files, one round: a smoke run")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--files", type=int, default=500, help="CT objects per measurement")
+    ap.add_argument("--nagle-files", type=int, default=100,
+                    help="CT objects per measurement in the Nagle mode (slow targets)")
+    ap.add_argument("--small-files", type=int, default=200,
+                    help="small objects per measurement in the Nagle mode")
+    ap.add_argument("--targets", nargs="+", default=["storescp", "orthanc", "verity"],
+                    choices=["storescp", "orthanc", "verity"])
+    ap.add_argument("--modes", nargs="+", default=["nodelay", "nagle"],
+                    choices=["nodelay", "nagle"])
+    ap.add_argument("--pdu", type=int, default=None,
+                    help="max PDU for every target and sender (default: each one's own)")
+    ap.add_argument("--processes", type=int, default=0,
+                    help="runscp --processes (default: RV_SCP_PROCESSES)")
+    ap.add_argument("--verity-repo", default=str(REPO),
+                    help="run manage.py runscp from this checkout (to compare versions)")
+    ap.add_argument("--workdir", default=None, help="where to write objects and stores")
+    ap.add_argument("--keep", action="store_true", help="keep the work folder and logs")
+    args = ap.parse_args()
+    if args.quick:
+        args.rounds, args.files, args.nagle_files, args.small_files = 1, 60, 20, 40
+    for tool in ("storescu", "storescp", "Orthanc", "psql", "unshare", "ip"):
+        if shutil.which(tool) is None and tool in _needed(args):
+            sys.exit(f"{tool} is not installed (apt-get install dcmtk orthanc postgresql)")
+    if os.environ.get(IN_NETNS) != "1":
+        if os.geteuid() != 0:
+            sys.exit("needs root for `unshare -n` (a network namespace with only loopback)")
+        env = dict(os.environ, **{IN_NETNS: "1"})
+        cmd = ["unshare", "-n", "--", "sh", "-c", 'ip link set lo up && exec "$@"', "sh",
+               PY, *sys.argv]
+        return subprocess.run(cmd, env=env).returncode
+    return run(args)
+
+
+def _needed(args: argparse.Namespace) -> set[str]:
+    need = {"storescu", "unshare", "ip"}
+    if "storescp" in args.targets:
+        need.add("storescp")
+    if "orthanc" in args.targets:
+        need.add("Orthanc")
+    if "verity" in args.targets:
+        need.add("psql")
+    return need
+
+
+if __name__ == "__main__":
+    sys.exit(main())
