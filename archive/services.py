@@ -40,6 +40,7 @@ def instance_store(
     expected_sop_class: str | None = None,
     allowed_sop_classes: frozenset[str] | None = None,
     on_indexed: OnIndexed | None = None,
+    on_indexed_sop_classes: frozenset[str] | None = None,
 ) -> StoreResult:
     """Store one DICOM Part 10 object, bytes as given, and index it.
 
@@ -47,6 +48,8 @@ def instance_store(
     identical object again is a "duplicate" success that writes nothing; a different object
     under a SOP Instance UID already held raises DuplicateConflict and keeps the original.
     Raises a StoreError subclass (with its DICOM status) for anything else refused.
+    `on_indexed` runs inside the index transaction; with `on_indexed_sop_classes` only for
+    objects of those SOP classes (the others take the one-statement path for a known series).
     """
     ds, attrs = read_index(data)
     check_complete(data, ds.file_meta.TransferSyntaxUID)
@@ -56,6 +59,8 @@ def instance_store(
             f"{expected_sop_class}")
     if allowed_sop_classes is not None and attrs.sop_class_uid not in allowed_sop_classes:
         raise DatasetMismatch(f"SOP Class {attrs.sop_class_uid} is not one this archive stores")
+    if on_indexed_sop_classes is not None and attrs.sop_class_uid not in on_indexed_sop_classes:
+        on_indexed = None
     sha256 = hashlib.sha256(data).hexdigest()
 
     # No look-up first: identical bytes are already on disk under their hash (the write is

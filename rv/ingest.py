@@ -17,8 +17,7 @@ PLAN_SOP_CLASSES = frozenset({RTPlanStorage, RTIonPlanStorage})
 
 
 def _on_indexed(instance: Instance, dataset: Dataset, *, calling_ae: str) -> None:
-    if instance.sop_class_uid in PLAN_SOP_CLASSES:
-        plan_import(instance=instance, dataset=dataset, calling_ae=calling_ae)
+    plan_import(instance=instance, dataset=dataset, calling_ae=calling_ae)
 
 
 def object_receive(*, data: bytes, calling_ae: str = "", source: str = "c-store",
@@ -29,4 +28,5 @@ def object_receive(*, data: bytes, calling_ae: str = "", source: str = "c-store"
     return instance_store(data=data, calling_ae=calling_ae, source=source,
                           expected_sop_class=expected_sop_class,
                           allowed_sop_classes=allowed_sop_classes,
-                          on_indexed=partial(_on_indexed, calling_ae=calling_ae))
+                          on_indexed=partial(_on_indexed, calling_ae=calling_ae),
+                          on_indexed_sop_classes=PLAN_SOP_CLASSES)

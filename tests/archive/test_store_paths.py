@@ -94,3 +94,24 @@ def test_inside_a_callers_transaction_too() -> None:
     assert [instance_store(data=d).outcome for d in data] == ["stored", "stored"]
     assert instance_store(data=data[1]).outcome == "duplicate"
     assert Instance.objects.count() == 2
+
+
+@pytest.mark.django_db
+def test_hook_runs_only_for_its_sop_classes() -> None:
+    """A CT of a known series takes the one-statement path even when a plan hook is given."""
+    from pynetdicom.sop_class import RTPlanStorage
+
+    from archive.services import instance_store as store
+    from tests.helpers import make_ct, to_bytes
+
+    calls: list[str] = []
+
+    def hook(instance, ds):  # type: ignore[no-untyped-def]
+        calls.append(instance.sop_class_uid)
+
+    series = "1.2.826.0.1.3680043.8.498.77"
+    for _ in range(2):
+        result = store(data=to_bytes(make_ct(series_uid=series, study_uid=series + ".1")),
+                       on_indexed=hook, on_indexed_sop_classes=frozenset({RTPlanStorage}))
+        assert result.outcome == "stored"
+    assert calls == []
