@@ -27,17 +27,27 @@ def env_bool(name: str, default: bool) -> bool:
     raise ImproperlyConfigured(f"{name}={raw!r} is not a boolean (use true or false)")
 
 
-def env_int(name: str, default: int, *, low: int | None = None, high: int | None = None) -> int:
+def _number(name: str, default: float, kind: type, what: str, low: float | None,
+            high: float | None) -> float:
     raw = os.environ.get(name)
     if raw is None:
         return default
     try:
-        value = int(raw)
+        value = kind(raw)
     except ValueError:
-        raise ImproperlyConfigured(f"{name}={raw!r} is not an integer") from None
+        raise ImproperlyConfigured(f"{name}={raw!r} is not {what}") from None
     if (low is not None and value < low) or (high is not None and value > high):
         raise ImproperlyConfigured(f"{name}={value} is outside {low}..{high}")
     return value
+
+
+def env_int(name: str, default: int, *, low: int | None = None, high: int | None = None) -> int:
+    return int(_number(name, default, int, "an integer", low, high))
+
+
+def env_float(name: str, default: float, *, low: float | None = None,
+              high: float | None = None) -> float:
+    return float(_number(name, default, float, "a number", low, high))
 
 
 def env_list(name: str, default: list[str]) -> list[str]:

@@ -7,7 +7,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from config.env import env_bool, env_int, env_list, env_path, env_str, secret_key_file
+from config.env import env_bool, env_float, env_int, env_list, env_path, env_str, secret_key_file
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -141,6 +141,16 @@ RV_MAX_PDU = env_int("RV_MAX_PDU", 131072, low=0)
 RV_SCP_PROCESSES = env_int("RV_SCP_PROCESSES", 1, low=1, high=64)
 # Verification: the least time between the starts of two fractions of a plan (issue 5).
 RV_MIN_FRACTION_INTERVAL_HOURS = env_int("RV_MIN_FRACTION_INTERVAL_HOURS", 6, low=0, high=168)
+# Export queue (manage.py export_worker): attempts before FAILED, first retry delay (doubles
+# each attempt, at most RV_EXPORT_MAX_DELAY), how long a claimed job is a worker's before
+# another may take it over, idle poll interval and network timeout, in seconds.
+RV_EXPORT_ENQUEUE = "dicom_net.exports.export_enqueue"  # rv.outbox calls it (no import)
+RV_EXPORT_MAX_ATTEMPTS = env_int("RV_EXPORT_MAX_ATTEMPTS", 8, low=1)
+RV_EXPORT_BASE_DELAY = env_float("RV_EXPORT_BASE_DELAY", 30.0, low=0.0)
+RV_EXPORT_MAX_DELAY = env_float("RV_EXPORT_MAX_DELAY", 3600.0, low=0.0)
+RV_EXPORT_LEASE = env_float("RV_EXPORT_LEASE", 300.0, low=0.1)
+RV_EXPORT_POLL = env_float("RV_EXPORT_POLL", 2.0, low=0.01)
+RV_EXPORT_TIMEOUT = env_float("RV_EXPORT_TIMEOUT", 30.0, low=0.1)
 
 LOGGING = {
     "version": 1,

@@ -34,6 +34,7 @@ urlpatterns = [
          name="rv-tolerance-table"),
     path("admin/", admin.site.urls),
     path("api/v1/", include("rv.api.urls")),
+    path("api/v1/", include("dicom_net.api")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
 ]

@@ -1,7 +1,10 @@
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
 
 from dicom_net.models import AssociationLog, Node
 from rv.roles import MANAGE_NODES, may
+from dicom_net.exports import export_retry
+from dicom_net.models import AssociationLog, ExportJob, Node
 
 
 @admin.register(Node)
@@ -33,6 +36,33 @@ class AssociationLogAdmin(admin.ModelAdmin):
                     "failed", "reason"]
     list_filter = ["outcome", "calling_ae"]
     readonly_fields = [f.name for f in AssociationLog._meta.fields]
+
+    def has_add_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
+        return False
+
+    def has_change_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
+        return False
+
+
+@admin.register(ExportJob)
+class ExportJobAdmin(admin.ModelAdmin):
+    list_display = ["pk", "created_at", "node", "instance", "status", "attempts",
+                    "next_attempt_at", "sent_at", "last_error"]
+    list_filter = ["status", "node"]
+    search_fields = ["instance__sop_instance_uid", "node__name", "last_error"]
+    readonly_fields = [f.name for f in ExportJob._meta.fields]
+    actions = ["retry"]
+
+    @admin.action(description="Send the selected exports again")
+    def retry(self, request, queryset):  # type: ignore[no-untyped-def]
+        done = 0
+        for job in queryset:
+            try:
+                export_retry(job=job)
+                done += 1
+            except ValidationError as exc:
+                self.message_user(request, exc.messages[0], messages.WARNING)
+        self.message_user(request, f"{done} export(s) queued again")
 
     def has_add_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
         return False

@@ -34,6 +34,9 @@ from pynetdicom.sop_class import (
     MultiFrameGrayscaleByteSecondaryCaptureImageStorage,
     MultiFrameGrayscaleWordSecondaryCaptureImageStorage,
     MultiFrameTrueColorSecondaryCaptureImageStorage,
+    PatientRootQueryRetrieveInformationModelFind,
+    PatientRootQueryRetrieveInformationModelGet,
+    PatientRootQueryRetrieveInformationModelMove,
     PositronEmissionTomographyImageStorage,
     RTBeamsTreatmentRecordStorage,
     RTBrachyTreatmentRecordStorage,
@@ -45,11 +48,15 @@ from pynetdicom.sop_class import (
     RTStructureSetStorage,
     RTTreatmentSummaryRecordStorage,
     SecondaryCaptureImageStorage,
+    StudyRootQueryRetrieveInformationModelFind,
+    StudyRootQueryRetrieveInformationModelGet,
+    StudyRootQueryRetrieveInformationModelMove,
     Verification,
 )
 from pynetdicom.transport import ThreadedAssociationServer
 
 from dicom_net.models import Node
+from dicom_net.sending import install_file_sender
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +83,16 @@ STORAGE_SOP_CLASSES = [
     MultiFrameTrueColorSecondaryCaptureImageStorage,
 ]
 
+# PS3.4 C.6: the Query/Retrieve models and their services (handlers in dicom_net/qr.py).
+QR_SOP_CLASSES = [
+    PatientRootQueryRetrieveInformationModelFind,
+    PatientRootQueryRetrieveInformationModelMove,
+    PatientRootQueryRetrieveInformationModelGet,
+    StudyRootQueryRetrieveInformationModelFind,
+    StudyRootQueryRetrieveInformationModelMove,
+    StudyRootQueryRetrieveInformationModelGet,
+]
+
 UNCOMPRESSED_TRANSFER_SYNTAXES = [
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
@@ -95,6 +112,8 @@ COMPRESSED_TRANSFER_SYNTAXES = [
     RLELossless,
 ]
 STORAGE_TRANSFER_SYNTAXES = UNCOMPRESSED_TRANSFER_SYNTAXES + COMPRESSED_TRANSFER_SYNTAXES
+# Query/Retrieve identifiers are small: the uncompressed syntaxes.
+QR_TRANSFER_SYNTAXES = UNCOMPRESSED_TRANSFER_SYNTAXES
 
 
 class VerityAE(AE):
@@ -120,6 +139,10 @@ class VerityAE(AE):
     def require_calling_aet(self, ae_titles: list[str]) -> None:
         raise AttributeError("calling AE titles come from the node registry (dicom_node add)")
 
+    def associate(self, *args: Any, **kwargs: Any) -> Any:
+        """As SCU (C-MOVE sub-operations): send archived files bytes as stored."""
+        return install_file_sender(super().associate(*args, **kwargs))
+
 
 class ReusePortServer(ThreadedAssociationServer):
     """Several SCP processes may listen on one port; the kernel spreads connections."""
@@ -139,7 +162,12 @@ def build_ae(*, ae_title: str | None = None) -> VerityAE:
     ae.require_called_aet = True
     ae.add_supported_context(Verification)
     for sop_class in STORAGE_SOP_CLASSES:
-        ae.add_supported_context(sop_class, STORAGE_TRANSFER_SYNTAXES)
+        # Both roles, so a C-GET SCU that proposes the SCP role (PS3.7 D.3.3.4) gets the
+        # objects; a plain Storage SCU keeps the default roles (we are the SCP).
+        ae.add_supported_context(sop_class, STORAGE_TRANSFER_SYNTAXES,
+                                 scu_role=True, scp_role=True)
+    for sop_class in QR_SOP_CLASSES:
+        ae.add_supported_context(sop_class, QR_TRANSFER_SYNTAXES)
     return ae
 
 

@@ -17,13 +17,13 @@ from pynetdicom.events import Event
 
 from archive.errors import StoreError
 from dicom_net.models import AssociationLog, Node
+from dicom_net.qr import QR_HANDLERS
+from dicom_net.statuses import NOT_AUTHORIZED, status_dataset
 from rv.ingest import object_receive
 
 log = logging.getLogger(__name__)
 
 MAX_LOGGED_FAILURES = 50
-# PS3.7 C.4: 0x0124 Refused: not authorized (a registered peer without the role).
-NOT_AUTHORIZED = 0x0124
 
 
 @dataclass
@@ -49,14 +49,6 @@ def _state(event: Event) -> _AssocState:
         if state is None:
             state = _states[key] = _AssocState()
         return state
-
-
-def _status(code: int, comment: str = "") -> Dataset:
-    ds = Dataset()
-    ds.Status = code
-    if comment:
-        ds.ErrorComment = comment[:64]  # (0000,0902) is LO: 64 characters at most
-    return ds
 
 
 def _peer(event: Event) -> tuple[str, int | None]:
@@ -140,7 +132,8 @@ def handle_store(event: Event) -> Dataset | int:
     calling = event.assoc.requestor.ae_title.strip()
     if not state.may_store:
         state.failed += 1
-        return _status(NOT_AUTHORIZED, f"{calling} is not registered to send objects here")
+        return status_dataset(NOT_AUTHORIZED,
+                              f"{calling} is not registered to send objects here")
     try:
         result = object_receive(
             data=event.encoded_dataset(include_meta=True), calling_ae=calling,
@@ -152,11 +145,11 @@ def handle_store(event: Event) -> Dataset | int:
             state.failures.append({"sop_instance_uid": sop_uid, "status": f"0x{exc.status:04X}",
                                    "comment": exc.comment})
         log.warning("C-STORE from %s refused (0x%04X): %s", calling, exc.status, exc.comment)
-        return _status(exc.status, exc.comment)
+        return status_dataset(exc.status, exc.comment)
     except Exception as exc:  # never let the peer wait on a crash: answer, then log loudly
         state.failed += 1
         log.exception("C-STORE from %s failed unexpectedly", calling)
-        return _status(0xA700, f"internal error: {type(exc).__name__}")
+        return status_dataset(0xA700, f"internal error: {type(exc).__name__}")
     if result.outcome == "duplicate":
         state.duplicates += 1
     else:
@@ -171,4 +164,5 @@ HANDLERS = [
     (evt.EVT_ABORTED, handle_aborted),
     (evt.EVT_C_ECHO, handle_echo),
     (evt.EVT_C_STORE, handle_store),
+    *QR_HANDLERS,
 ]

@@ -70,3 +70,38 @@ class AssociationLog(models.Model):
 
     def __str__(self) -> str:
         return f"{self.calling_ae} {self.started_at:%Y-%m-%d %H:%M:%S} {self.outcome}"
+
+
+class ExportJob(models.Model):
+    """One instance to send to one peer by C-STORE: the outbox (DESIGN.md: side effects as
+    rows of the same transaction). Written by `export_enqueue` in the caller's transaction,
+    claimed and sent by `manage.py export_worker`."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        SENDING = "sending"
+        DONE = "done"
+        FAILED = "failed"
+
+    instance = models.ForeignKey("archive.Instance", on_delete=models.PROTECT,
+                                 related_name="export_jobs")
+    node = models.ForeignKey(Node, on_delete=models.PROTECT, related_name="export_jobs")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(help_text="not sent before this time")
+    claimed_at = models.DateTimeField(null=True, blank=True,
+                                      help_text="when a worker took it; its lease starts here")
+    claimed_by = models.CharField(max_length=100, blank=True)
+    last_error = models.CharField(max_length=300, blank=True,
+                                  help_text="the peer's status and comment, or the network error")
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        indexes = [models.Index(fields=["status", "next_attempt_at"],
+                                name="dicom_net_export_due_idx")]
+
+    def __str__(self) -> str:
+        return f"export #{self.pk} to {self.node_id}: {self.status}"

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import ProtectedError
 from pynetdicom import AE
 from pynetdicom.sop_class import Verification
 
@@ -29,7 +30,11 @@ def node_add(*, name: str, ae_title: str, host: str, port: int, can_store: bool 
 
 @transaction.atomic
 def node_remove(*, name: str) -> None:
-    deleted, _ = Node.objects.filter(name=name).delete()
+    try:
+        deleted, _ = Node.objects.filter(name=name).delete()
+    except ProtectedError:
+        raise ValidationError(f"node {name!r} has export jobs; they keep it (the export "
+                              "history must not lose its peer)") from None
     if not deleted:
         raise ValidationError(f"there is no node named {name!r}")
 

@@ -84,3 +84,70 @@ def eventually(check, timeout: float = 5.0):  # type: ignore[no-untyped-def]
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.05)
+
+
+def seed_qr_archive() -> dict[str, object]:
+    """A small archive for Query/Retrieve: three patients, three studies, four series.
+
+    PQR1 Doe^Jane: study A (20260115 101500, "Plan CT"): series CT (2 images), series MR
+    (1 image, content date 20260116); PQR2 Smith^John: study B (20260210 153000, "Boost"):
+    series CT (1 image); PQR3 doe^john (lower case): study C (20251231, no time): CT (1).
+    """
+    from archive.services import instance_store
+
+    def store(ds: Dataset, **attrs: object) -> None:
+        for keyword, value in attrs.items():
+            setattr(ds, keyword, value)
+        instance_store(data=to_bytes(ds), source="import")
+
+    uids: dict[str, object] = {"study": {}, "series": {}, "sop": {}}
+    plan = [
+        ("PQR1", "Doe^Jane", "19600101", "A", "20260115", "101500", "Plan CT", "ACC1",
+         [("ct", "CT", "20260115", [1, 2]), ("mr", "MR", "20260116", [1])]),
+        ("PQR2", "Smith^John", "19700505", "B", "20260210", "153000", "Boost", "ACC2",
+         [("ct2", "CT", "20260210", [1])]),
+        ("PQR3", "doe^john", "19800808", "C", "20251231", "", "Old", "XYZ9",
+         [("ct3", "CT", "20251231", [5])]),
+    ]
+    for pid, name, birth, study, sdate, stime, desc, acc, series_list in plan:
+        study_uid = generate_uid()
+        uids["study"][study] = study_uid  # type: ignore[index]
+        for series, modality, cdate, numbers in series_list:
+            series_uid = generate_uid()
+            uids["series"][series] = series_uid  # type: ignore[index]
+            for number in numbers:
+                sop = generate_uid()
+                uids["sop"][f"{series}-{number}"] = sop  # type: ignore[index]
+                store(make_ct(patient_id=pid, patient_name=name, study_uid=study_uid,
+                              series_uid=series_uid, sop_uid=sop),
+                      PatientBirthDate=birth, StudyDate=sdate, StudyTime=stime,
+                      StudyDescription=desc, AccessionNumber=acc, Modality=modality,
+                      SeriesDescription=f"{modality} series", SeriesDate=cdate,
+                      ContentDate=cdate, ContentTime="120000", InstanceNumber=number)
+    return uids
+
+
+def child_env(data_dir: Path, **extra: str) -> dict[str, str]:
+    """Environment for a manage.py subprocess that uses the test database and data dir."""
+    import os
+
+    from django.db import connection
+
+    env = dict(os.environ)
+    db = connection.settings_dict
+    if db["ENGINE"].endswith("sqlite3"):
+        env["DATABASE_URL"] = f"sqlite:///{db['NAME']}"
+    else:
+        env["DATABASE_URL"] = (f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:"
+                               f"{db['PORT'] or 5432}/{db['NAME']}")
+    env.update(RV_DATA_DIR=str(data_dir), RV_ACCEPT_UNKNOWN_AE="true", **extra)
+    return env
+
+
+def qr_identifier(level: str, **keys: object) -> Dataset:
+    """A Query/Retrieve identifier: the level and the given keys (empty string: return it)."""
+    ds = Dataset()
+    ds.QueryRetrieveLevel = level
+    for keyword, value in keys.items():
+        setattr(ds, keyword, value)
+    return ds

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -13,7 +12,6 @@ from pathlib import Path
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
-from django.db import connection
 from pynetdicom import AE
 from pynetdicom.sop_class import CTImageStorage, Verification
 
@@ -21,7 +19,7 @@ from archive.dicomio import ensure_part10
 from archive.models import Instance
 from dicom_net.models import Node
 from tests.conftest import REPO, free_port
-from tests.helpers import make_ct, sample, to_bytes
+from tests.helpers import child_env, make_ct, sample, to_bytes
 
 
 def _call(*args: str) -> str:
@@ -116,18 +114,6 @@ def test_import_dicom_missing_path() -> None:
         call_command("import_dicom", "/nonexistent/path", stdout=StringIO())
 
 
-def _child_env(data_dir: Path) -> dict[str, str]:
-    env = dict(os.environ)
-    db = connection.settings_dict
-    if db["ENGINE"].endswith("sqlite3"):
-        env["DATABASE_URL"] = f"sqlite:///{db['NAME']}"
-    else:
-        env["DATABASE_URL"] = (f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:"
-                               f"{db['PORT'] or 5432}/{db['NAME']}")
-    env.update(RV_DATA_DIR=str(data_dir), RV_ACCEPT_UNKNOWN_AE="true")
-    return env
-
-
 def _wait_for_echo(port: int, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -148,7 +134,7 @@ def test_runscp_stores_and_stops_cleanly_on_sigterm(data_dir: Path, processes: i
     proc = subprocess.Popen(
         [sys.executable, str(REPO / "manage.py"), "runscp", "--port", str(port),
          "--processes", str(processes)],
-        env=_child_env(data_dir), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        env=child_env(data_dir), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         _wait_for_echo(port)
         ae = AE(ae_title="SENDER")

@@ -1,0 +1,72 @@
+"""docs/CONFORMANCE.md says what build_ae() really supports: its tables are parsed and
+compared with the AE's presentation contexts."""
+
+from __future__ import annotations
+
+import re
+
+from pydicom.uid import UID
+from pynetdicom.sop_class import Verification
+
+from dicom_net.ae import (
+    QR_SOP_CLASSES,
+    STORAGE_SOP_CLASSES,
+    STORAGE_TRANSFER_SYNTAXES,
+    build_ae,
+)
+from tests.conftest import REPO
+
+DOC = REPO / "docs" / "CONFORMANCE.md"
+
+
+def table(section: str) -> list[dict[str, str]]:
+    """The first table under the '## <n>. <section>' heading, as dicts by column name."""
+    text = DOC.read_text()
+    match = re.search(rf"^## \d+\. {re.escape(section)}\n(.*?)(?=^## |\Z)", text, re.M | re.S)
+    assert match, f"no section {section!r} in {DOC}"
+    lines = [ln for ln in match.group(1).splitlines() if ln.startswith("|")]
+    cells = [[c.strip() for c in ln.strip("|").split("|")] for ln in lines]
+    header, rows = cells[0], cells[2:]
+    return [dict(zip(header, row, strict=True)) for row in rows]
+
+
+def test_sop_classes_and_roles_match_the_ae() -> None:
+    ae = build_ae()
+    rows = table("SOP classes")
+    documented_scp = {r["UID"] for r in rows if r["SCP"] == "yes"}
+    documented_scu = {r["UID"] for r in rows if r["SCU"] == "yes"}
+    supported = {cx.abstract_syntax for cx in ae.supported_contexts}
+    assert documented_scp == supported
+    # SCU: storage (exports, C-MOVE, and C-GET through role selection) and Verification
+    # (dicom_node echo).
+    scu = {cx.abstract_syntax for cx in ae.supported_contexts if cx.scu_role}
+    assert documented_scu == scu | {Verification}
+    assert scu == set(STORAGE_SOP_CLASSES)
+    assert set(QR_SOP_CLASSES) <= documented_scp
+    for row in rows:  # names are the standard's, as pydicom knows them
+        assert row["SOP Class"] == UID(row["UID"]).name
+
+
+def test_transfer_syntaxes_match_the_ae() -> None:
+    ae = build_ae()
+    rows = table("Transfer syntaxes")
+    storage = {ts for cx in ae.supported_contexts if cx.abstract_syntax in STORAGE_SOP_CLASSES
+               for ts in cx.transfer_syntax}
+    qr = {ts for cx in ae.supported_contexts if cx.abstract_syntax in QR_SOP_CLASSES
+          for ts in cx.transfer_syntax}
+    assert {r["UID"] for r in rows if r["Storage"] == "yes"} == storage
+    assert storage == set(STORAGE_TRANSFER_SYNTAXES)
+    assert {r["UID"] for r in rows if r["Query/Retrieve"] == "yes"} == qr
+    assert {r["UID"] for r in rows} == storage | qr
+
+
+def test_every_status_the_code_answers_is_documented() -> None:
+    from archive import errors
+    from dicom_net import statuses
+
+    documented = {int(r["Code"], 16) for r in table("Status codes")}
+    codes = {cls.status for cls in vars(errors).values()
+             if isinstance(cls, type) and issubclass(cls, errors.StoreError)
+             and cls is not errors.StoreError}
+    codes |= {v for k, v in vars(statuses).items() if k.isupper() and isinstance(v, int)}
+    assert codes <= documented, sorted(hex(c) for c in codes - documented)
