@@ -1,10 +1,9 @@
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 
-from dicom_net.models import AssociationLog, Node
-from rv.roles import MANAGE_NODES, may
 from dicom_net.exports import export_retry
 from dicom_net.models import AssociationLog, ExportJob, Node
+from rv.roles import MANAGE_NODES, may
 
 
 @admin.register(Node)
