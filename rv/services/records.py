@@ -1,0 +1,44 @@
+"""Records out (DESIGN.md flow 4): a recorded session becomes its DICOM treatment record and
+a new RT Treatment Summary Record of the plan, stored in the archive through the same door as
+received objects and queued for export, all in the session's transaction."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from archive.models import Instance
+from archive.services import instance_store
+from rv.models import Plan, Session
+from rv.outbox import record_export
+from rv.records.beams import beams_record_build
+from rv.records.brachy import brachy_record_build
+from rv.records.common import part10
+from rv.records.summary import summary_record_build
+
+
+@dataclass(frozen=True)
+class SessionRecords:
+    record: Instance
+    summary: Instance
+
+
+def _store(ds: object) -> Instance:
+    result = instance_store(data=part10(ds), source="generated")  # type: ignore[arg-type]
+    record_export(instance=result.instance)  # outbox: jobs commit with the record
+    return result.instance
+
+
+def session_records_store(*, session: Session) -> SessionRecords:
+    """Build, store and queue for export the session's RT Beams (Ion Beams, Brachy)
+    Treatment Record and the plan's new RT Treatment Summary Record; set the session's
+    record_sop_instance_uid. Runs in the caller's transaction (session_record's): if
+    anything fails, the session is not recorded either."""
+    if session.plan.kind == Plan.Kind.BRACHY:
+        record_ds = brachy_record_build(session=session)
+    else:
+        record_ds = beams_record_build(session=session)
+    record = _store(record_ds)
+    summary = _store(summary_record_build(plan=session.plan))
+    session.record_sop_instance_uid = record.sop_instance_uid
+    session.save(update_fields=["record_sop_instance_uid"])
+    return SessionRecords(record=record, summary=summary)
