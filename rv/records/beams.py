@@ -61,7 +61,8 @@ def _angle(value: float | None) -> float | None:
 
 
 def _control_points(delivery: BeamDelivery, *, session: Session, ion: bool,
-                    overrides: list[Override], beam_index: int) -> Sequence:
+                    overrides: list[Override], beam_index: int,
+                    plan_cps: list[Dataset]) -> Sequence:
     beam = delivery.beam
     arrays = beam.control_points()
     weights = np.asarray(arrays.get("weight", np.array([0.0, 1.0])), dtype=float)
@@ -85,6 +86,9 @@ def _control_points(delivery: BeamDelivery, *, session: Session, ion: bool,
         if not ion:
             cp.DoseRateSet = None
             cp.DoseRateDelivered = None
+        elif delivery.beam.scan_mode == "MODULATED":
+            _spots(cp, plan_cps, index, scale=spec / final * (
+                delivery.delivered_meterset / spec if spec else 0.0))
         if n == 0:
             cp.NominalBeamEnergy = ds_number(beam.nominal_energy) \
                 if beam.nominal_energy is not None else None
@@ -99,8 +103,9 @@ def _control_points(delivery: BeamDelivery, *, session: Session, ion: bool,
             couch = _first(delivery.couch_angle, arrays, "couch", index)
             cp.PatientSupportAngle = ds_number(couch) if couch is not None else None
             cp.PatientSupportRotationDirection = "NONE"
-            cp.TableTopEccentricAngle = "0"
-            cp.TableTopEccentricRotationDirection = "NONE"
+            if not ion:
+                cp.TableTopEccentricAngle = "0"
+                cp.TableTopEccentricRotationDirection = "NONE"
             for keyword, value in (("TableTopVerticalPosition", delivery.table_top_vertical),
                                    ("TableTopLongitudinalPosition",
                                     delivery.table_top_longitudinal),
@@ -111,6 +116,25 @@ def _control_points(delivery: BeamDelivery, *, session: Session, ion: bool,
                                                         ion=ion)
         items.append(cp)
     return Sequence(items)
+
+
+def _spots(cp: Dataset, plan_cps: list[Dataset], index: int, *, scale: float) -> None:
+    """C.8.8.26, Scan Mode MODULATED: the plan's spot map at this control point, and as
+    Scan Spot Metersets Delivered the plan's spot meterset weights scaled to the share of
+    the beam this session delivered. An estimate from the plan, not a measurement: the
+    console records only the beam's total meterset."""
+    planned = next((p for p in reversed(plan_cps[:index + 1]) if "ScanSpotPositionMap" in p),
+                   None)
+    if planned is None:
+        return
+    cp.ScanSpotTuneID = planned.get("ScanSpotTuneID", "")
+    cp.NumberOfScanSpotPositions = planned.NumberOfScanSpotPositions
+    cp.ScanSpotPositionMap = planned.ScanSpotPositionMap
+    weights = planned.get("ScanSpotMetersetWeights")
+    values = weights if isinstance(weights, list | tuple) or hasattr(weights, "__len__") \
+        else [weights]
+    cp.ScanSpotMetersetsDelivered = [float(w) * scale for w in values]
+    cp.NumberOfPaintings = planned.get("NumberOfPaintings", 1)
 
 
 def _first(recorded: float | None, arrays: dict[str, np.ndarray], key: str,
@@ -133,6 +157,8 @@ def beams_record_build(*, session: Session) -> Dataset:
                     else RTBeamsTreatmentRecordStorage, when=session.treated_at,
                     plan_ds=plan_ds)
     devices = _leaf_pairs(plan_ds, ion=ion)
+    plan_beams = {int(b.BeamNumber): b for b in
+                  plan_ds.get("IonBeamSequence" if ion else "BeamSequence") or []}
     ds.OperatorsName = person_name(session.recorded_by)
     ds.TreatmentRecordContentOrigin = session.content_origin  # C.8.8.17: USER at the console
     ds.TreatmentMachineSequence = machine_record(session)  # C.8.8.18
@@ -148,7 +174,8 @@ def beams_record_build(*, session: Session) -> Dataset:
     for index, d in enumerate(deliveries):
         mine = [o for o in overrides if o.beam_delivery_id in (None, d.pk)
                 and o.channel_delivery_id is None]
-        item = _beam_item(d, session=session, ion=ion, overrides=mine, index=index)
+        item = _beam_item(d, session=session, ion=ion, overrides=mine, index=index,
+                          plan_beam=plan_beams.get(d.beam.number, Dataset()))
         if not ion:  # C.8.8.21: the beam limiting devices (Type 1 there, 3 for ion beams)
             item.BeamLimitingDeviceLeafPairsSequence = devices.get(d.beam.number, Sequence())
         items.append(item)
@@ -176,7 +203,7 @@ def _leaf_pairs(plan_ds: Dataset, *, ion: bool) -> dict[int, Sequence]:
 
 
 def _beam_item(d: BeamDelivery, *, session: Session, ion: bool, overrides: list[Override],
-               index: int) -> Dataset:
+               index: int, plan_beam: Dataset) -> Dataset:
     beam = d.beam
     item = Dataset()
     item.ReferencedBeamNumber = beam.number
@@ -194,9 +221,13 @@ def _beam_item(d: BeamDelivery, *, session: Session, ion: bool, overrides: list[
     item.NumberOfBlocks = 0
     if ion:
         item.ScanMode = beam.scan_mode or "NONE"
+        if item.ScanMode == "MODULATED":
+            item.ModulatedScanModeType = plan_beam.get("ModulatedScanModeType") or "STATIONARY"
+        item.PatientSupportType = plan_beam.get("PatientSupportType") or "TABLE"
         item.NumberOfRangeShifters = item.NumberOfLateralSpreadingDevices = 0
         item.NumberOfRangeModulators = 0
-    cps = _control_points(d, session=session, ion=ion, overrides=overrides, beam_index=index)
+    cps = _control_points(d, session=session, ion=ion, overrides=overrides, beam_index=index,
+                          plan_cps=list(plan_beam.get("IonControlPointSequence") or []))
     item.NumberOfControlPoints = len(cps)
     if ion:
         item.IonControlPointDeliverySequence = cps

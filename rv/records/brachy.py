@@ -3,12 +3,13 @@
 Modules: the shared ones of rv.records.common (Patient, General Study, RT Series, General
 Equipment, SOP Common, C.8.8.17 RT General Treatment Record), C.8.8.18 RT Treatment Machine
 Record (the afterloader) and C.8.8.22 RT Brachy Session Record: treatment technique and type,
-the Recorded Source Sequence (the plan's sources), and per application setup a Treatment
-Session Application Setup Sequence item (current fraction number, delivery type, termination
-and verification status) with its Recorded Channel Sequence (specified and delivered channel
-total time, termination and verification status per channel, and the Override Sequence).
-Interruptions a therapist noted go into the channel's Treatment Termination Code as text is
-not allowed (SH): they stay in rv's ChannelDelivery rows.
+fraction group and fractions planned, the Recorded Source Sequence (the plan's sources), and
+per application setup a Treatment Session Application Setup Sequence item (current fraction
+number, delivery type TREATMENT or CONTINUATION, termination and verification status: the
+worst of its channels', as the module has them per setup) with its Recorded Channel Sequence
+(specified and delivered channel total time, the source, two Brachy Control Point Delivered
+items for source out and back, and the Override Sequence). Interruptions a therapist noted
+stay in rv's ChannelDelivery rows: the module has no place for them.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ def _sources(session: Session) -> Sequence:
         item.SourceNumber = src.number
         item.SourceType = src.source_type or "POINT"
         item.SourceManufacturer = src.manufacturer or None
+        item.SourceSerialNumber = None
         item.SourceIsotopeName = src.isotope or None
         item.SourceIsotopeHalfLife = ds_number(src.half_life_days) \
             if src.half_life_days is not None else None
@@ -57,6 +59,10 @@ def brachy_record_build(*, session: Session) -> Dataset:
     # C.8.8.22 RT Brachy Session Record
     ds.BrachyTreatmentTechnique = plan.brachy_treatment_technique or "UNKNOWN"
     ds.BrachyTreatmentType = plan.brachy_treatment_type or "MANUAL"
+    fg = plan.fraction_groups.order_by("number").first()
+    if fg is not None:
+        ds.ReferencedFractionGroupNumber = fg.number
+    ds.NumberOfFractionsPlanned = fg.fractions_planned if fg is not None else None
     ds.RecordedSourceSequence = _sources(session)
     overrides = list(session.overrides.select_related("authorised_by"))
     by_setup: dict[int, list[ChannelDelivery]] = defaultdict(list)
@@ -102,9 +108,8 @@ def _channel(cd: ChannelDelivery, index: int, *, session: Session,
         item.SpecifiedPulseRepetitionInterval = ds_number(ch.pulse_repetition_interval or 0)
         item.DeliveredPulseRepetitionInterval = ds_number(ch.pulse_repetition_interval or 0)
     item.ReferencedSourceNumber = ch.source.number
+    item.TransferTubeNumber = None
     item.NumberOfControlPoints = 2
-    item.TreatmentTerminationStatus = cd.termination_status
-    item.TreatmentVerificationStatus = cd.verification_status
     # Safe position exit and return, at the session's time (the console records no more).
     item.SafePositionExitDate = da(session.treated_at)
     item.SafePositionExitTime = tm(session.treated_at)
@@ -115,13 +120,12 @@ def _channel(cd: ChannelDelivery, index: int, *, session: Session,
     if mine:
         item.OverrideSequence = override_sequence(mine, beam_index=index, channel=True)
     cps = []
-    for n, weight in enumerate((0.0, 1.0)):
+    for n in range(2):  # source out and back: the console records no dwell positions
         cp = Dataset()
         cp.ReferencedControlPointIndex = n
         cp.TreatmentControlPointDate = da(session.treated_at)
         cp.TreatmentControlPointTime = tm(session.treated_at)
-        cp.CumulativeTimeWeight = ds_number(weight * cd.delivered_time / (cd.specified_time or 1))
-        cp.ControlPoint3DPosition = None
+        cp.ControlPointRelativePosition = "0"
         cps.append(cp)
     item.BrachyControlPointDeliveredSequence = Sequence(cps)
     return item

@@ -110,7 +110,8 @@ def summary_record_build(*, plan: Plan) -> Dataset:
             s.TreatmentTime = tm(session.treated_at)
             s.TreatmentTerminationStatus = term
             statuses.append(s)
-        item.FractionStatusSummarySequence = Sequence(statuses)
+        if statuses:  # Type 3, but one item at least when present
+            item.FractionStatusSummarySequence = Sequence(statuses)
         groups.append(item)
     ds.FractionGroupSummarySequence = Sequence(groups)
     doses = delivered_dose_by_reference(plan=plan)

@@ -178,3 +178,78 @@ def part10(ds: Dataset) -> bytes:
     buf = io.BytesIO()
     ds.save_as(buf, enforce_file_format=True)
     return buf.getvalue()
+
+
+def two_group_plan(*, patient_id: str = "MFG01", label: str = "Boost") -> Dataset:
+    """A plan with two fraction groups: beam 1 in group 1 (25 fractions), beam 2 in group 2
+    (5 fractions, a boost)."""
+    ds = vmat_plan(patient_id=patient_id, label=label, arcs=2, control_points=3, leaf_pairs=2,
+                   fractions=25)
+    fg1 = ds.FractionGroupSequence[0]
+    fg2 = Dataset()
+    fg2.FractionGroupNumber = 2
+    fg2.NumberOfFractionsPlanned = 5
+    fg2.NumberOfBeams = 1
+    fg2.NumberOfBrachyApplicationSetups = 0
+    fg2.ReferencedBeamSequence = Sequence([fg1.ReferencedBeamSequence[1]])
+    fg1.ReferencedBeamSequence = Sequence([fg1.ReferencedBeamSequence[0]])
+    fg1.NumberOfBeams = 1
+    ds.FractionGroupSequence = Sequence([fg1, fg2])
+    return ds
+
+
+def ion_plan(*, patient_id: str = "ION01", label: str = "Proton", fractions: int = 20,
+             machine: str = "ProtonRoom1") -> Dataset:
+    """An RT Ion Plan (PS3.3 A.49): one modulated-scanning proton beam of two control points."""
+    from pydicom.uid import RTIonPlanStorage
+
+    ds = _base(patient_id=patient_id, label=label, approval="APPROVED", sop_uid=None)
+    ds.SOPClassUID = RTIonPlanStorage
+    dose_ref = Dataset()
+    dose_ref.DoseReferenceNumber = 1
+    dose_ref.DoseReferenceStructureType = "VOLUME"
+    dose_ref.DoseReferenceDescription = "CTV"
+    dose_ref.DoseReferenceType = "TARGET"
+    dose_ref.TargetPrescriptionDose = 60.0
+    ds.DoseReferenceSequence = Sequence([dose_ref])
+    fg = Dataset()
+    fg.FractionGroupNumber = 1
+    fg.NumberOfFractionsPlanned = fractions
+    fg.NumberOfBeams = 1
+    fg.NumberOfBrachyApplicationSetups = 0
+    ref = Dataset()
+    ref.ReferencedBeamNumber = 1
+    ref.BeamMeterset = "120.0"
+    ref.BeamDose = 3.0
+    fg.ReferencedBeamSequence = Sequence([ref])
+    ds.FractionGroupSequence = Sequence([fg])
+    beam = Dataset()
+    beam.BeamNumber = 1
+    beam.BeamName = "LPO"
+    beam.TreatmentMachineName = machine
+    beam.PrimaryDosimeterUnit = "MU"
+    beam.RadiationType = "PROTON"
+    beam.BeamType = "STATIC"
+    beam.TreatmentDeliveryType = "TREATMENT"
+    beam.ScanMode = "MODULATED"
+    beam.FinalCumulativeMetersetWeight = 1
+    beam.NumberOfControlPoints = 2
+    cps = []
+    for i in range(2):
+        cp = Dataset()
+        cp.ControlPointIndex = i
+        cp.CumulativeMetersetWeight = float(i)
+        cp.ScanSpotTuneID = "3.0"
+        cp.NumberOfScanSpotPositions = 2
+        cp.ScanSpotPositionMap = [-5.0, 0.0, 5.0, 0.0]
+        cp.ScanSpotMetersetWeights = [0.4, 0.6] if i == 0 else [0.0, 0.0]
+        cp.NumberOfPaintings = 1
+        if i == 0:
+            cp.NominalBeamEnergy = 150.0
+            cp.GantryAngle = 270.0
+            cp.BeamLimitingDeviceAngle = 0.0
+            cp.PatientSupportAngle = 0.0
+        cps.append(cp)
+    beam.IonControlPointSequence = Sequence(cps)
+    ds.IonBeamSequence = Sequence([beam])
+    return ds
