@@ -117,8 +117,6 @@ def _channel(cd: ChannelDelivery, index: int, *, session: Session,
     item.SafePositionReturnTime = tm(session.treated_at)
     mine = [o for o in overrides if o.channel_delivery_id in (None, cd.pk)
             and o.beam_delivery_id is None]
-    if mine:
-        item.OverrideSequence = override_sequence(mine, beam_index=index, channel=True)
     cps = []
     for n in range(2):  # source out and back: the console records no dwell positions
         cp = Dataset()
@@ -126,6 +124,8 @@ def _channel(cd: ChannelDelivery, index: int, *, session: Session,
         cp.TreatmentControlPointDate = da(session.treated_at)
         cp.TreatmentControlPointTime = tm(session.treated_at)
         cp.ControlPointRelativePosition = "0"
+        if n == 0 and mine:
+            cp.OverrideSequence = override_sequence(mine, beam_index=index, channel=True)
         cps.append(cp)
     item.BrachyControlPointDeliveredSequence = Sequence(cps)
     return item

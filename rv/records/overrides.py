@@ -1,6 +1,8 @@
-"""Override Sequence items (PS3.3 C.8.8.21, C.8.8.26: Override Sequence (3008,0060) with
-Parameter Sequence Pointer, Override Parameter Pointer, Parameter Item Index, Operators' Name
-and Override Reason) from the session's Override rows.
+"""Override Sequence items (PS3.3 C.8.8.21, C.8.8.26: Override Sequence (3008,0060) in the
+first Control Point Delivery item, with Parameter Sequence Pointer, Override Parameter Pointer,
+Parameter Item Index, Operators' Name and Override Reason; C.8.8.22, brachy: in the first
+Brachy Control Point Delivered item, Override Parameter Pointer, Operators' Name and Override
+Reason) from the session's Override rows.
 
 Each rv verification rule points at the record attribute it concerns: machine parameters at
 the first Control Point Delivery item, meterset and dose at the beam's Delivered Primary
@@ -35,11 +37,8 @@ def _pointer(o: Override, *, beam_index: int, ion: bool,
     """(sequence keyword, attribute keyword, item index, zero-based) the override concerns."""
     beams = "TreatmentSessionIonBeamSequence" if ion else "TreatmentSessionBeamSequence"
     cps = "IonControlPointDeliverySequence" if ion else "ControlPointDeliverySequence"
-    if channel:  # brachy: the channel's delivered time, or the setup's fraction number
+    if channel:  # brachy: the setup's fraction number, or the channel's delivered time
         beams = "TreatmentSessionApplicationSetupSequence"
-        cps = "BrachyControlPointDeliveredSequence"
-        if o.rule == v.METERSET:
-            return "RecordedChannelSequence", "DeliveredChannelTotalTime", beam_index
     if o.rule == v.MACHINE_PARAMETER:
         name = o.parameter.rsplit(":", 1)[-1].strip()
         return cps, _MACHINE_PARAMETERS.get(name, "GantryAngle"), 0
@@ -49,10 +48,9 @@ def _pointer(o: Override, *, beam_index: int, ion: bool,
         return "ReferencedRTPlanSequence", "ReferencedSOPInstanceUID", 0
     if o.rule == v.FRACTION_COUNT:
         return beams, "CurrentFractionNumber", beam_index
-    if o.rule == v.FRACTION_INTERVAL and not channel:
-        return cps, "TreatmentControlPointDate", 0
     if o.rule == v.FRACTION_INTERVAL:
-        return beams, "CurrentFractionNumber", beam_index
+        return (beams, "CurrentFractionNumber", 0) if channel else (
+            cps, "TreatmentControlPointDate", 0)
     if channel:
         return "RecordedChannelSequence", "DeliveredChannelTotalTime", beam_index
     return beams, "DeliveredPrimaryMeterset", beam_index  # meterset, cumulative dose
@@ -64,9 +62,11 @@ def override_sequence(overrides: list[Override], *, beam_index: int, ion: bool =
     for o in overrides:
         seq, attr, index = _pointer(o, beam_index=beam_index, ion=ion, channel=channel)
         item = Dataset()
-        item.ParameterSequencePointer = Tag(seq)
+        if not channel:  # C.8.8.22 (brachy) has the parameter pointer only
+            item.ParameterSequencePointer = Tag(seq)
         item.OverrideParameterPointer = Tag(attr)
-        item.ParameterItemIndex = index
+        if not channel:
+            item.ParameterItemIndex = index
         item.OperatorsName = person_name(o.authorised_by)
         item.OverrideReason = o.reason[:1024]
         items.append(item)

@@ -333,3 +333,40 @@ def test_an_enclosing_rollback_leaves_orphans_archive_check_lists(physicist, the
         raise RuntimeError("outer rollback")
     assert not Session.objects.exists()
     assert len(integrity.check().orphans) == 2
+
+
+def test_a_machine_parameter_override_points_at_the_control_point(physicist, therapist) -> None:  # type: ignore[no-untyped-def]
+    plan = approved(physicist)
+    with pytest.raises(VerificationFailed) as exc:
+        beams(plan, therapist, gantry=90.0)
+    ovr = OverrideInput(username=physicist.username, password=PASSWORD, reason="couch collision",
+                        violation_keys=tuple(x.key() for x in exc.value.violations))
+    session = beams(plan, therapist, gantry=90.0, override=ovr)
+    first_cp = record_of(session).TreatmentSessionBeamSequence[0].ControlPointDeliverySequence[0]
+    assert float(first_cp.GantryAngle) == 90.0  # as delivered, not as planned
+    (override,) = first_cp.OverrideSequence
+    assert (override.ParameterSequencePointer, override.OverrideParameterPointer,
+            override.ParameterItemIndex, override.OperatorsName) == (
+        Tag("ControlPointDeliverySequence"), Tag("GantryAngle"), 0, "phoebe")
+
+
+def test_a_brachy_override(physicist, therapist) -> None:  # type: ignore[no-untyped-def]
+    plan = approved(physicist, received(brachy_plan()))
+    setup = plan.application_setups.get()
+    ch1, ch2 = setup.channels.order_by("number")
+    channels = [ChannelInput(channel=ch1, delivered_time=130.0),
+                ChannelInput(channel=ch2, delivered_time=95.25)]
+    with pytest.raises(VerificationFailed) as exc:
+        session_record(plan=plan, machine=setup.machine, recorded_by=therapist,
+                       identity_confirmed=True, now=T0, channels=channels)
+    ovr = OverrideInput(username=physicist.username, password=PASSWORD, reason="source decay",
+                        violation_keys=tuple(x.key() for x in exc.value.violations))
+    session = session_record(plan=plan, machine=setup.machine, recorded_by=therapist,
+                             identity_confirmed=True, now=T0, channels=channels, override=ovr)
+    app = record_of(session).TreatmentSessionApplicationSetupSequence[0]
+    assert app.TreatmentVerificationStatus == "VERIFIED_OVR"
+    ch1_item, ch2_item = app.RecordedChannelSequence
+    (override,) = ch1_item.BrachyControlPointDeliveredSequence[0].OverrideSequence
+    assert (override.OverrideParameterPointer, override.OverrideReason) == (
+        Tag("DeliveredChannelTotalTime"), "source decay")
+    assert "OverrideSequence" not in ch2_item.BrachyControlPointDeliveredSequence[0]
