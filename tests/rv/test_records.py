@@ -370,3 +370,16 @@ def test_a_brachy_override(physicist, therapist) -> None:  # type: ignore[no-unt
     assert (override.OverrideParameterPointer, override.OverrideReason) == (
         Tag("DeliveredChannelTotalTime"), "source decay")
     assert "OverrideSequence" not in ch2_item.BrachyControlPointDeliveredSequence[0]
+
+
+def test_the_plan_page_links_the_record(client, physicist, therapist) -> None:  # type: ignore[no-untyped-def]
+    plan = approved(physicist)
+    session = beams(plan, therapist)
+    session.refresh_from_db()
+    client.force_login(physicist)
+    page = client.get(f"/plans/{plan.pk}/").content.decode()
+    assert session.record_sop_instance_uid in page
+    study = plan.instance.series.study
+    assert f'href="/archive/studies/{study.pk}/"' in page
+    listing = client.get(f"/archive/studies/{study.pk}/").content.decode()
+    assert session.record_sop_instance_uid in listing and "Verity treatment records" in listing
