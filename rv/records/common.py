@@ -9,20 +9,19 @@ joins the plan's patient and study in the archive index and Query/Retrieve finds
 
 from __future__ import annotations
 
-import io
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.utils import timezone
 from pydicom import dcmread
-from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
-from pydicom.tag import Tag
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import generate_uid
 
 import archive.models
 from archive import storage
+from archive.dicomio import dataset_part10 as part10  # noqa: F401  (the records' encoding)
 from rv.models import Plan, Session
 
 MANUFACTURER = "Verity"
@@ -154,17 +153,3 @@ def machine_record(session: Session) -> Sequence:
     return Sequence([m])
 
 
-def part10(ds: Dataset) -> bytes:
-    """Encode as a DICOM Part 10 file, Explicit VR Little Endian."""
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = ds.SOPClassUID
-    meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.file_meta = meta
-    buf = io.BytesIO()
-    ds.save_as(buf, enforce_file_format=True)
-    return buf.getvalue()
-
-
-def tag(keyword: str) -> Tag:
-    return Tag(keyword)

@@ -6,13 +6,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pydicom.dataset import Dataset
+
+from archive.dicomio import dataset_part10
 from archive.models import Instance
 from archive.services import instance_store
 from rv.models import Plan, Session
 from rv.outbox import record_export
 from rv.records.beams import beams_record_build
 from rv.records.brachy import brachy_record_build
-from rv.records.common import part10
 from rv.records.summary import summary_record_build
 
 
@@ -22,8 +24,8 @@ class SessionRecords:
     summary: Instance
 
 
-def _store(ds: object) -> Instance:
-    result = instance_store(data=part10(ds), source="generated")  # type: ignore[arg-type]
+def _store(ds: Dataset) -> Instance:
+    result = instance_store(data=dataset_part10(ds), source="generated")
     record_export(instance=result.instance)  # outbox: jobs commit with the record
     return result.instance
 

@@ -3,11 +3,11 @@ enough to reason about, real enough to exercise the importer."""
 
 from __future__ import annotations
 
-import io
-
-from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
-from pydicom.uid import ExplicitVRLittleEndian, RTPlanStorage, generate_uid
+from pydicom.uid import RTIonPlanStorage, RTPlanStorage, generate_uid
+
+from archive.dicomio import dataset_part10
 
 
 def _base(*, patient_id: str, label: str, approval: str, sop_uid: str | None) -> Dataset:
@@ -31,6 +31,28 @@ def _base(*, patient_id: str, label: str, approval: str, sop_uid: str | None) ->
     return ds
 
 
+def _dose_reference(description: str, prescription: float,
+                    maximum: float | None = None) -> Dataset:
+    ref = Dataset()
+    ref.DoseReferenceNumber = 1
+    ref.DoseReferenceStructureType = "VOLUME"
+    ref.DoseReferenceDescription = description
+    ref.DoseReferenceType = "TARGET"
+    ref.TargetPrescriptionDose = prescription
+    if maximum is not None:
+        ref.DeliveryMaximumDose = maximum
+    return ref
+
+
+def _fraction_group(number: int, fractions: int, *, beams: int = 0, setups: int = 0) -> Dataset:
+    fg = Dataset()
+    fg.FractionGroupNumber = number
+    fg.NumberOfFractionsPlanned = fractions
+    fg.NumberOfBeams = beams
+    fg.NumberOfBrachyApplicationSetups = setups
+    return fg
+
+
 def vmat_plan(*, patient_id: str = "VMAT01", label: str = "VMAT", arcs: int = 2,
               control_points: int = 178, leaf_pairs: int = 60, approval: str = "APPROVED",
               fractions: int = 30, machine: str = "TrueBeam1", sop_uid: str | None = None,
@@ -48,19 +70,8 @@ def vmat_plan(*, patient_id: str = "VMAT01", label: str = "VMAT", arcs: int = 2,
     dev.BeamLimitingDevicePositionTolerance = 2.0
     tol.BeamLimitingDeviceToleranceSequence = Sequence([dev])
     ds.ToleranceTableSequence = Sequence([tol])
-    dose_ref = Dataset()
-    dose_ref.DoseReferenceNumber = 1
-    dose_ref.DoseReferenceStructureType = "VOLUME"
-    dose_ref.DoseReferenceDescription = "PTV"
-    dose_ref.DoseReferenceType = "TARGET"
-    dose_ref.TargetPrescriptionDose = 60.0
-    dose_ref.DeliveryMaximumDose = 64.0
-    ds.DoseReferenceSequence = Sequence([dose_ref])
-    fg = Dataset()
-    fg.FractionGroupNumber = 1
-    fg.NumberOfFractionsPlanned = fractions
-    fg.NumberOfBeams = arcs
-    fg.NumberOfBrachyApplicationSetups = 0
+    ds.DoseReferenceSequence = Sequence([_dose_reference("PTV", 60.0, 64.0)])
+    fg = _fraction_group(1, fractions, beams=arcs)
     refs = []
     beams = []
     for b in range(1, arcs + 1):
@@ -155,11 +166,7 @@ def brachy_plan(*, patient_id: str = "BRACHY01", label: str = "HDR cervix",
         channels.append(ch)
     setup.ChannelSequence = Sequence(channels)
     ds.ApplicationSetupSequence = Sequence([setup])
-    fg = Dataset()
-    fg.FractionGroupNumber = 1
-    fg.NumberOfFractionsPlanned = 4
-    fg.NumberOfBeams = 0
-    fg.NumberOfBrachyApplicationSetups = 1
+    fg = _fraction_group(1, 4, setups=1)
     ref = Dataset()
     ref.ReferencedBrachyApplicationSetupNumber = 1
     ref.BrachyApplicationSetupDose = 7.0
@@ -170,14 +177,7 @@ def brachy_plan(*, patient_id: str = "BRACHY01", label: str = "HDR cervix",
 
 def part10(ds: Dataset) -> bytes:
     """Encode as a DICOM Part 10 file, explicit VR little endian."""
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = ds.SOPClassUID
-    meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.file_meta = meta
-    buf = io.BytesIO()
-    ds.save_as(buf, enforce_file_format=True)
-    return buf.getvalue()
+    return dataset_part10(ds)
 
 
 def two_group_plan(*, patient_id: str = "MFG01", label: str = "Boost") -> Dataset:
@@ -186,11 +186,7 @@ def two_group_plan(*, patient_id: str = "MFG01", label: str = "Boost") -> Datase
     ds = vmat_plan(patient_id=patient_id, label=label, arcs=2, control_points=3, leaf_pairs=2,
                    fractions=25)
     fg1 = ds.FractionGroupSequence[0]
-    fg2 = Dataset()
-    fg2.FractionGroupNumber = 2
-    fg2.NumberOfFractionsPlanned = 5
-    fg2.NumberOfBeams = 1
-    fg2.NumberOfBrachyApplicationSetups = 0
+    fg2 = _fraction_group(2, 5, beams=1)
     fg2.ReferencedBeamSequence = Sequence([fg1.ReferencedBeamSequence[1]])
     fg1.ReferencedBeamSequence = Sequence([fg1.ReferencedBeamSequence[0]])
     fg1.NumberOfBeams = 1
@@ -201,22 +197,10 @@ def two_group_plan(*, patient_id: str = "MFG01", label: str = "Boost") -> Datase
 def ion_plan(*, patient_id: str = "ION01", label: str = "Proton", fractions: int = 20,
              machine: str = "ProtonRoom1") -> Dataset:
     """An RT Ion Plan (PS3.3 A.49): one modulated-scanning proton beam of two control points."""
-    from pydicom.uid import RTIonPlanStorage
-
     ds = _base(patient_id=patient_id, label=label, approval="APPROVED", sop_uid=None)
     ds.SOPClassUID = RTIonPlanStorage
-    dose_ref = Dataset()
-    dose_ref.DoseReferenceNumber = 1
-    dose_ref.DoseReferenceStructureType = "VOLUME"
-    dose_ref.DoseReferenceDescription = "CTV"
-    dose_ref.DoseReferenceType = "TARGET"
-    dose_ref.TargetPrescriptionDose = 60.0
-    ds.DoseReferenceSequence = Sequence([dose_ref])
-    fg = Dataset()
-    fg.FractionGroupNumber = 1
-    fg.NumberOfFractionsPlanned = fractions
-    fg.NumberOfBeams = 1
-    fg.NumberOfBrachyApplicationSetups = 0
+    ds.DoseReferenceSequence = Sequence([_dose_reference("CTV", 60.0)])
+    fg = _fraction_group(1, fractions, beams=1)
     ref = Dataset()
     ref.ReferencedBeamNumber = 1
     ref.BeamMeterset = "120.0"
