@@ -38,17 +38,20 @@ def files_removed_on_rollback() -> Iterator[None]:
     index row holds. Wrap the whole transaction (outside its `atomic`), so the check runs
     after the rollback. A rollback of a transaction enclosing the block, after it ended
     normally, still leaves orphans: `manage.py archive_check --remove-orphans` lists them."""
+    outer = _written.get()
     written: list[str] = []
     token = _written.set(written)
     try:
         yield
     except BaseException:
+        _written.reset(token)
         for rel in written:
             if not _held(_sha256_of(rel)):
                 storage.remove(rel)
         raise
-    finally:
-        _written.reset(token)
+    _written.reset(token)
+    if outer is not None:  # a nested block: the enclosing one answers for these files too
+        outer.extend(written)
 
 
 def _sha256_of(rel: str) -> str:

@@ -21,6 +21,7 @@ import math
 
 import numpy as np
 from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 from pydicom.uid import RTBeamsTreatmentRecordStorage, RTIonBeamsTreatmentRecordStorage
 
@@ -130,9 +131,8 @@ def _spots(cp: Dataset, plan_cps: list[Dataset], index: int, *, scale: float) ->
     cp.ScanSpotTuneID = planned.get("ScanSpotTuneID", "")
     cp.NumberOfScanSpotPositions = planned.NumberOfScanSpotPositions
     cp.ScanSpotPositionMap = planned.ScanSpotPositionMap
-    weights = planned.get("ScanSpotMetersetWeights")
-    values = weights if isinstance(weights, list | tuple) or hasattr(weights, "__len__") \
-        else [weights]
+    weights = planned.get("ScanSpotMetersetWeights", [])
+    values = weights if isinstance(weights, MultiValue | list) else [weights]
     cp.ScanSpotMetersetsDelivered = [float(w) * scale for w in values]
     cp.NumberOfPaintings = planned.get("NumberOfPaintings", 1)
 
@@ -148,11 +148,12 @@ def _first(recorded: float | None, arrays: dict[str, np.ndarray], key: str,
     return _angle(float(arr[min(index, len(arr) - 1)]))
 
 
-def beams_record_build(*, session: Session) -> Dataset:
-    """The RT (Ion) Beams Treatment Record of `session` (not stored)."""
+def beams_record_build(*, session: Session, plan_ds: Dataset | None = None) -> Dataset:
+    """The RT (Ion) Beams Treatment Record of `session` (not stored); plan_ds: the plan's
+    stored data set, if the caller has read it already."""
     plan = session.plan
     ion = plan.kind == Plan.Kind.ION
-    plan_ds = plan_dataset(plan)
+    plan_ds = plan_dataset(plan) if plan_ds is None else plan_ds
     ds = new_record(plan=plan, sop_class_uid=RTIonBeamsTreatmentRecordStorage if ion
                     else RTBeamsTreatmentRecordStorage, when=session.treated_at,
                     plan_ds=plan_ds)

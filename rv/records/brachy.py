@@ -48,11 +48,11 @@ def _sources(session: Session) -> Sequence:
     return Sequence(items)
 
 
-def brachy_record_build(*, session: Session) -> Dataset:
+def brachy_record_build(*, session: Session, plan_ds: Dataset | None = None) -> Dataset:
     """The RT Brachy Treatment Record of `session` (not stored)."""
     plan = session.plan
     ds = new_record(plan=plan, sop_class_uid=RTBrachyTreatmentRecordStorage,
-                    when=session.treated_at)
+                    when=session.treated_at, plan_ds=plan_ds)
     ds.OperatorsName = person_name(session.recorded_by)
     ds.TreatmentRecordContentOrigin = session.content_origin  # C.8.8.17
     ds.TreatmentMachineSequence = machine_record(session)  # C.8.8.18

@@ -21,7 +21,6 @@ from pydicom.uid import generate_uid
 
 import archive.models
 from archive import storage
-from archive.dicomio import dataset_part10 as part10  # noqa: F401  (the records' encoding)
 from rv.models import Plan, Session
 
 MANUFACTURER = "Verity"

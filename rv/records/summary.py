@@ -81,14 +81,15 @@ def _fraction_status(*, fg: FractionGroup, chain: list[int]) -> list[tuple[int, 
     return out
 
 
-def summary_record_build(*, plan: Plan) -> Dataset:
-    """The RT Treatment Summary Record of `plan` now (not stored)."""
+def summary_record_build(*, plan: Plan, plan_ds: Dataset | None = None) -> Dataset:
+    """The RT Treatment Summary Record of `plan` now (not stored); plan_ds: the plan's stored
+    data set, if the caller has read it already."""
     chain = [p.pk for p in plan.revision_chain()]
     sessions = Session.objects.filter(plan_id__in=chain).order_by("treated_at", "pk")
     first, last = sessions.first(), sessions.last()
     when = last.treated_at if last is not None else plan.created_at
     ds = new_record(plan=plan, sop_class_uid=RTTreatmentSummaryRecordStorage, when=when,
-                    series=SUMMARY_SERIES)
+                    series=SUMMARY_SERIES, plan_ds=plan_ds)
     # C.8.8.23 RT Treatment Summary Record
     course = Course.objects.get(pk=plan.course_id)
     ds.CurrentTreatmentStatus = course.treatment_status

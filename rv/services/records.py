@@ -15,7 +15,9 @@ from rv.models import Plan, Session
 from rv.outbox import record_export
 from rv.records.beams import beams_record_build
 from rv.records.brachy import brachy_record_build
+from rv.records.common import plan_dataset
 from rv.records.summary import summary_record_build
+from rv.services.audit import audit_record
 
 
 @dataclass(frozen=True)
@@ -35,12 +37,13 @@ def session_records_store(*, session: Session) -> SessionRecords:
     Treatment Record and the plan's new RT Treatment Summary Record; set the session's
     record_sop_instance_uid. Runs in the caller's transaction (session_record's): if
     anything fails, the session is not recorded either."""
-    if session.plan.kind == Plan.Kind.BRACHY:
-        record_ds = brachy_record_build(session=session)
-    else:
-        record_ds = beams_record_build(session=session)
-    record = _store(record_ds)
-    summary = _store(summary_record_build(plan=session.plan))
+    plan_ds = plan_dataset(session.plan)
+    build = brachy_record_build if session.plan.kind == Plan.Kind.BRACHY else beams_record_build
+    record = _store(build(session=session, plan_ds=plan_ds))
+    summary = _store(summary_record_build(plan=session.plan, plan_ds=plan_ds))
     session.record_sop_instance_uid = record.sop_instance_uid
     session.save(update_fields=["record_sop_instance_uid"])
+    audit_record(action="session.records", obj=session, user=session.recorded_by, details={
+        "record": record.sop_instance_uid, "record_sop_class": record.sop_class_uid,
+        "summary": summary.sop_instance_uid})
     return SessionRecords(record=record, summary=summary)

@@ -22,10 +22,11 @@ from pydicom.uid import (
 
 from archive import integrity, storage
 from archive.models import Instance
+from archive.services import files_removed_on_rollback
 from dicom_net.models import ExportJob, Node
 from rv.errors import VerificationFailed
 from rv.ingest import object_receive
-from rv.models import Plan, Session
+from rv.models import AuditEvent, Plan, Session
 from rv.services.plans import plan_approve
 from rv.services.sessions import BeamInput, ChannelInput, OverrideInput, session_record
 from tests.conftest import need_tool
@@ -152,6 +153,10 @@ def test_records_are_in_the_index_and_queued_for_export(physicist, therapist) ->
     assert record.series.study == plan.instance.series.study  # Query/Retrieve finds it there
     summary = Instance.objects.get(sop_class_uid=RTTreatmentSummaryRecordStorage)
     assert {j.instance for j in ExportJob.objects.all()} == {record, summary}
+    event = AuditEvent.objects.get(action="session.records")
+    assert event.details == {"record": record.sop_instance_uid,
+                             "record_sop_class": RTBeamsTreatmentRecordStorage,
+                             "summary": summary.sop_instance_uid}
     # A second session: same record series, a new summary instance in the summaries series.
     second = beams(plan, therapist, now=T0 + timedelta(days=1))
     second.refresh_from_db()
@@ -333,6 +338,17 @@ def test_an_enclosing_rollback_leaves_orphans_archive_check_lists(physicist, the
         raise RuntimeError("outer rollback")
     assert not Session.objects.exists()
     assert len(integrity.check().orphans) == 2
+
+
+def test_an_enclosing_transaction_can_guard_its_files_too(physicist, therapist) -> None:  # type: ignore[no-untyped-def]
+    """A caller that wraps session_record in its own transaction wraps that in
+    files_removed_on_rollback: the session's files are handed up to it and removed."""
+    plan = approved(physicist)
+    with pytest.raises(RuntimeError), files_removed_on_rollback(), transaction.atomic():
+        beams(plan, therapist)
+        raise RuntimeError("outer rollback")
+    assert not Session.objects.exists()
+    assert not integrity.check().orphans
 
 
 def test_a_machine_parameter_override_points_at_the_control_point(physicist, therapist) -> None:  # type: ignore[no-untyped-def]
