@@ -86,7 +86,8 @@ def brachy_record_build(*, session: Session, plan_ds: Dataset | None = None) -> 
         item.TreatmentVerificationStatus = max(
             (c.verification_status for c in channels), key=_WORST_VERIFICATION.index)
         item.RecordedChannelSequence = Sequence(
-            [_channel(cd, index, session=session, overrides=overrides)
+            [_channel(cd, index, session=session, overrides=overrides,
+                      pulsed=ds.BrachyTreatmentType == "PDR")
              for index, cd in enumerate(channels)])
         setups.append(item)
     ds.TreatmentSessionApplicationSetupSequence = Sequence(setups)
@@ -94,7 +95,7 @@ def brachy_record_build(*, session: Session, plan_ds: Dataset | None = None) -> 
 
 
 def _channel(cd: ChannelDelivery, index: int, *, session: Session,
-             overrides: list[Override]) -> Dataset:
+             overrides: list[Override], pulsed: bool) -> Dataset:
     ch = cd.channel
     item = Dataset()
     item.ChannelNumber = ch.number
@@ -102,9 +103,9 @@ def _channel(cd: ChannelDelivery, index: int, *, session: Session,
     item.SpecifiedChannelTotalTime = ds_number(cd.specified_time)
     item.DeliveredChannelTotalTime = ds_number(cd.delivered_time)
     item.SourceMovementType = "STEPWISE"
-    if ch.number_of_pulses:
-        item.SpecifiedNumberOfPulses = ch.number_of_pulses
-        item.DeliveredNumberOfPulses = ch.number_of_pulses
+    if pulsed:  # C.8.8.22: the pulses are there for PDR only (as planned: none counted)
+        item.SpecifiedNumberOfPulses = ch.number_of_pulses or 0
+        item.DeliveredNumberOfPulses = ch.number_of_pulses or 0
         item.SpecifiedPulseRepetitionInterval = ds_number(ch.pulse_repetition_interval or 0)
         item.DeliveredPulseRepetitionInterval = ds_number(ch.pulse_repetition_interval or 0)
     item.ReferencedSourceNumber = ch.source.number

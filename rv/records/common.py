@@ -9,6 +9,7 @@ joins the plan's patient and study in the archive index and Query/Retrieve finds
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -66,13 +67,27 @@ def plan_dataset(plan: Plan) -> Dataset:
     return dcmread(path, force=True)
 
 
+# PS3.5 6.2: what a DA or TM value must look like; a plan's "UNKNOWN" birth date is not copied.
+_VALID = {"DA": re.compile(r"\d{8}"), "TM": re.compile(r"\d{2}(\d{2}(\d{2}(\.\d{1,6})?)?)?")}
+
+
 def _copy(dst: Dataset, src: Dataset, keys: tuple[str, ...], type2: tuple[str, ...]) -> None:
     for key in keys:
-        if key in src:
-            dst[key] = src[key]
+        if key not in src:
+            continue
+        elem = src[key]
+        pattern = _VALID.get(elem.VR)
+        if pattern is not None and elem.value and not pattern.fullmatch(str(elem.value).strip()):
+            continue  # an invalid value stays out of the record (Type 2: present, empty)
+        dst[key] = elem
     for key in type2:
         if key not in dst:
             setattr(dst, key, None)
+
+
+# PS3.3 C.7.1.1 Patient's Sex enumerated values: another value a plan carries ("ANON",
+# "UNKNOWN") is left out of the record (Type 2: present, empty) rather than copied invalid.
+_PATIENT_SEX = frozenset({"M", "F", "O"})
 
 
 def _series(study_uid: str, description: str) -> tuple[str, int]:
@@ -105,6 +120,8 @@ def new_record(*, plan: Plan, sop_class_uid: str, when: datetime,
     ds.InstanceCreationTime = tm(now)
     # C.7.1.1 Patient, C.7.2.1 General Study: the plan's
     _copy(ds, src, _PATIENT, _PATIENT_TYPE2)
+    if ds.PatientSex and str(ds.PatientSex) not in _PATIENT_SEX:
+        ds.PatientSex = None
     _copy(ds, src, _STUDY, _STUDY_TYPE2)
     # C.8.8.1 RT Series: Verity's own
     description, number = series
