@@ -88,8 +88,7 @@ def _control_points(delivery: BeamDelivery, *, session: Session, ion: bool,
             cp.DoseRateSet = None
             cp.DoseRateDelivered = None
         elif delivery.beam.scan_mode == "MODULATED":
-            _spots(cp, plan_cps, index, scale=spec / final * (
-                delivery.delivered_meterset / spec if spec else 0.0))
+            _spots(cp, plan_cps, index, scale=delivery.delivered_meterset / final)
         if n == 0:
             cp.NominalBeamEnergy = ds_number(beam.nominal_energy) \
                 if beam.nominal_energy is not None else None
@@ -97,16 +96,20 @@ def _control_points(delivery: BeamDelivery, *, session: Session, ion: bool,
                 cp.NominalBeamEnergyUnit = "MEV" if beam.radiation_type == "ELECTRON" else "MV"
             gantry = _first(delivery.gantry_angle, arrays, "gantry", index)
             cp.GantryAngle = ds_number(gantry) if gantry is not None else None
-            cp.GantryRotationDirection = "NONE"
+            cp.GantryRotationDirection = _planned(plan_cps, index, "GantryRotationDirection")
             coll = _first(delivery.collimator_angle, arrays, "collimator", index)
             cp.BeamLimitingDeviceAngle = ds_number(coll) if coll is not None else None
-            cp.BeamLimitingDeviceRotationDirection = "NONE"
+            cp.BeamLimitingDeviceRotationDirection = _planned(
+                plan_cps, index, "BeamLimitingDeviceRotationDirection")
             couch = _first(delivery.couch_angle, arrays, "couch", index)
             cp.PatientSupportAngle = ds_number(couch) if couch is not None else None
-            cp.PatientSupportRotationDirection = "NONE"
-            if not ion:
-                cp.TableTopEccentricAngle = "0"
-                cp.TableTopEccentricRotationDirection = "NONE"
+            cp.PatientSupportRotationDirection = _planned(
+                plan_cps, index, "PatientSupportRotationDirection")
+            if not ion:  # as planned (rv does not record it), else 0
+                cp.TableTopEccentricAngle = _planned(plan_cps, index, "TableTopEccentricAngle",
+                                                     "0")
+                cp.TableTopEccentricRotationDirection = _planned(
+                    plan_cps, index, "TableTopEccentricRotationDirection")
             for keyword, value in (("TableTopVerticalPosition", delivery.table_top_vertical),
                                    ("TableTopLongitudinalPosition",
                                     delivery.table_top_longitudinal),
@@ -117,6 +120,15 @@ def _control_points(delivery: BeamDelivery, *, session: Session, ion: bool,
                                                         ion=ion)
         items.append(cp)
     return Sequence(items)
+
+
+def _planned(plan_cps: list[Dataset], index: int, keyword: str, default: str = "NONE") -> str:
+    """The plan's value at control point `index` (later points list only changes)."""
+    for p in reversed(plan_cps[:index + 1]):
+        value = p.get(keyword)
+        if value not in (None, ""):
+            return str(value)
+    return default
 
 
 def _spots(cp: Dataset, plan_cps: list[Dataset], index: int, *, scale: float) -> None:
@@ -228,7 +240,8 @@ def _beam_item(d: BeamDelivery, *, session: Session, ion: bool, overrides: list[
         item.NumberOfRangeShifters = item.NumberOfLateralSpreadingDevices = 0
         item.NumberOfRangeModulators = 0
     cps = _control_points(d, session=session, ion=ion, overrides=overrides, beam_index=index,
-                          plan_cps=list(plan_beam.get("IonControlPointSequence") or []))
+                          plan_cps=list(plan_beam.get("IonControlPointSequence" if ion
+                                                      else "ControlPointSequence") or []))
     item.NumberOfControlPoints = len(cps)
     if ion:
         item.IonControlPointDeliverySequence = cps

@@ -109,6 +109,7 @@ def vmat_plan(*, patient_id: str = "VMAT01", label: str = "VMAT", arcs: int = 2,
             positions = []
             if i == 0:
                 cp.NominalBeamEnergy = 6
+                cp.GantryRotationDirection = "CW" if clockwise else "CC"
                 cp.BeamLimitingDeviceAngle = 30.0 if clockwise else 330.0
                 cp.PatientSupportAngle = 0.0
                 for kind, value in (("ASYMX", [-50.0, 50.0]), ("ASYMY", [-60.0, 60.0])):

@@ -139,6 +139,7 @@ def test_a_normal_fraction_has_a_valid_record_and_summary(physicist, therapist, 
     assert [c.ReferencedControlPointIndex for c in cps] == [0, 2]
     assert [float(c.DeliveredMeterset) for c in cps] == [0.0, 251.0]
     assert float(cps[0].GantryAngle) == 181.0 and "OverrideSequence" not in cps[0]
+    assert cps[0].GantryRotationDirection == "CW"  # as planned
     summary = latest_summary(plan)
     assert summary.SeriesDescription == "Verity treatment summaries"
     assert (summary.CurrentTreatmentStatus, summary.FirstTreatmentDate,
