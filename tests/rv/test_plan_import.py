@@ -12,7 +12,6 @@ from pydicom.data import get_testdata_file
 from pydicom.sequence import Sequence
 
 from archive.dicomio import ensure_part10
-from archive.errors import StoreError
 from archive.models import Instance
 from rv.errors import PlanRejected
 from rv.ingest import object_receive
