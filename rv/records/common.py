@@ -111,9 +111,9 @@ def new_record(*, plan: Plan, sop_class_uid: str, when: datetime,
     src = plan_dataset(plan) if plan_ds is None else plan_ds
     now = timezone.now()
     ds = Dataset()
-    # C.12.1 SOP Common
-    if "SpecificCharacterSet" in src:
-        ds.SpecificCharacterSet = src.SpecificCharacterSet
+    # C.12.1 SOP Common. UTF-8 whatever the plan's character set: pydicom decoded the plan's
+    # text, and a user's name may need more than the default repertoire.
+    ds.SpecificCharacterSet = "ISO_IR 192"
     ds.SOPClassUID = sop_class_uid
     ds.SOPInstanceUID = generate_uid()
     ds.InstanceCreationDate = da(now)

@@ -213,7 +213,7 @@ def test_the_summary_of_an_open_partial_fraction(physicist, therapist) -> None: 
 
 
 def test_an_override_names_the_authoriser_and_reason(physicist, therapist) -> None:  # type: ignore[no-untyped-def]
-    physicist.first_name, physicist.last_name = "Phoebe", "Curie"
+    physicist.first_name, physicist.last_name = "Phoebe", "Skłodowska-Curie"
     physicist.save()
     plan = approved(physicist)
     with pytest.raises(VerificationFailed) as exc:
@@ -226,7 +226,7 @@ def test_an_override_names_the_authoriser_and_reason(physicist, therapist) -> No
     assert item.TreatmentVerificationStatus == "VERIFIED_OVR"
     assert float(item.DeliveredPrimaryMeterset) == 260.0
     (override,) = item.ControlPointDeliverySequence[0].OverrideSequence
-    assert override.OperatorsName == "Curie^Phoebe"
+    assert override.OperatorsName == "Skłodowska-Curie^Phoebe"  # UTF-8 (ISO_IR 192)
     assert override.OverrideReason == "output calibration factor"
     assert override.ParameterSequencePointer == Tag("TreatmentSessionBeamSequence")
     assert override.OverrideParameterPointer == Tag("DeliveredPrimaryMeterset")
