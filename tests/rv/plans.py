@@ -53,6 +53,22 @@ def _fraction_group(number: int, fractions: int, *, beams: int = 0, setups: int 
     return fg
 
 
+def _beam(number: int, name: str, *, machine: str, radiation: str, beam_type: str,
+          control_points: int) -> Dataset:
+    """A Beam (Ion Beam) Sequence item without its devices and control points."""
+    beam = Dataset()
+    beam.BeamNumber = number
+    beam.BeamName = name
+    beam.TreatmentMachineName = machine
+    beam.PrimaryDosimeterUnit = "MU"
+    beam.RadiationType = radiation
+    beam.BeamType = beam_type
+    beam.TreatmentDeliveryType = "TREATMENT"
+    beam.FinalCumulativeMetersetWeight = 1
+    beam.NumberOfControlPoints = control_points
+    return beam
+
+
 def vmat_plan(*, patient_id: str = "VMAT01", label: str = "VMAT", arcs: int = 2,
               control_points: int = 178, leaf_pairs: int = 60, approval: str = "APPROVED",
               fractions: int = 30, machine: str = "TrueBeam1", sop_uid: str | None = None,
@@ -80,17 +96,9 @@ def vmat_plan(*, patient_id: str = "VMAT01", label: str = "VMAT", arcs: int = 2,
         ref.BeamMeterset = f"{meterset + b:.4f}"
         ref.BeamDose = 1.0
         refs.append(ref)
-        beam = Dataset()
-        beam.BeamNumber = b
-        beam.BeamName = f"Arc{b}"
-        beam.TreatmentMachineName = machine
-        beam.PrimaryDosimeterUnit = "MU"
-        beam.RadiationType = "PHOTON"
-        beam.BeamType = "DYNAMIC"
-        beam.TreatmentDeliveryType = "TREATMENT"
+        beam = _beam(b, f"Arc{b}", machine=machine, radiation="PHOTON", beam_type="DYNAMIC",
+                     control_points=control_points)
         beam.ReferencedToleranceTableNumber = 1
-        beam.FinalCumulativeMetersetWeight = 1
-        beam.NumberOfControlPoints = control_points
         devices = []
         for kind, pairs in (("ASYMX", 1), ("ASYMY", 1), ("MLCX", leaf_pairs)):
             d = Dataset()
@@ -208,17 +216,9 @@ def ion_plan(*, patient_id: str = "ION01", label: str = "Proton", fractions: int
     ref.BeamDose = 3.0
     fg.ReferencedBeamSequence = Sequence([ref])
     ds.FractionGroupSequence = Sequence([fg])
-    beam = Dataset()
-    beam.BeamNumber = 1
-    beam.BeamName = "LPO"
-    beam.TreatmentMachineName = machine
-    beam.PrimaryDosimeterUnit = "MU"
-    beam.RadiationType = "PROTON"
-    beam.BeamType = "STATIC"
-    beam.TreatmentDeliveryType = "TREATMENT"
+    beam = _beam(1, "LPO", machine=machine, radiation="PROTON", beam_type="STATIC",
+                 control_points=2)
     beam.ScanMode = "MODULATED"
-    beam.FinalCumulativeMetersetWeight = 1
-    beam.NumberOfControlPoints = 2
     cps = []
     for i in range(2):
         cp = Dataset()
