@@ -238,6 +238,19 @@ class IndexAttrs:
     content_time: str
 
 
+def dataset_part10(ds: Dataset) -> bytes:
+    """Encode a data set as a DICOM Part 10 file, Explicit VR Little Endian (its file meta
+    made from its SOP Class and Instance UIDs)."""
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta = meta
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    return buf.getvalue()
+
+
 def parse_da(value: object) -> date | None:
     """A DICOM DA value (YYYYMMDD, or the old YYYY.MM.DD) as a date; None when unusable."""
     text = str(value or "").strip().replace(".", "")

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
 import hashlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal, cast
 
@@ -24,6 +26,39 @@ log = logging.getLogger(__name__)
 # Called inside the store's transaction once the index rows exist; raising a StoreError
 # there rolls the whole store back (how rv turns an RT Plan into clinical data, or refuses it).
 OnIndexed = Callable[[Instance, Dataset], None]
+
+
+# The files instance_store created inside the innermost `files_removed_on_rollback` block.
+_written: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar(
+    "archive_files_written", default=None)
+
+
+@contextlib.contextmanager
+def files_removed_on_rollback() -> Iterator[None]:
+    """For a caller that stores inside a larger transaction (rv records a session and its
+    records in one): if the block raises, e.g. because that transaction rolled back after
+    instance_store returned, remove each file instance_store created in it that no committed
+    index row holds. Wrap the whole transaction (outside its `atomic`), so the check runs
+    after the rollback. A rollback of a transaction enclosing the block, after it ended
+    normally, still leaves orphans: `manage.py archive_check --remove-orphans` lists them."""
+    outer = _written.get()
+    written: list[str] = []
+    token = _written.set(written)
+    try:
+        yield
+    except BaseException:
+        _written.reset(token)
+        for rel in written:
+            if not _held(_sha256_of(rel)):
+                storage.remove(rel)
+        raise
+    _written.reset(token)
+    if outer is not None:  # a nested block: the enclosing one answers for these files too
+        outer.extend(written)
+
+
+def _sha256_of(rel: str) -> str:
+    return rel.rsplit("/", 1)[-1].removesuffix(".dcm")
 
 
 @dataclass(frozen=True)
@@ -94,6 +129,9 @@ def instance_store(
             log.error("indexing %s failed: %s", attrs.sop_instance_uid, exc)
             raise OutOfResources(f"the index database is unavailable: {exc}") from exc
         stored = True
+        pending = _written.get()
+        if created and pending is not None:
+            pending.append(rel)
         return StoreResult("stored", instance)
     finally:
         # Leave no stray file: remove what this call wrote unless a committed row holds it.

@@ -20,6 +20,7 @@ from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from archive.services import files_removed_on_rollback
 from rv import verification as v
 from rv.errors import (
     Conflict,
@@ -352,7 +353,10 @@ def on_session_recorded(session: Session) -> None:
     (Brachy) Treatment Record and the course's RT Treatment Summary Record, storing them in
     the archive and queueing their export. Called once at the end of `session_record`'s
     transaction, with the saved session; anything it writes commits or rolls back with the
-    session. It does nothing yet: the record builders hook in here."""
+    session (rv.services.records)."""
+    from rv.services.records import session_records_store
+
+    session_records_store(session=session)
 
 
 def session_record(*, plan: Plan, machine: TreatmentMachine, fraction_number: int | None = None,
@@ -373,10 +377,13 @@ def session_record(*, plan: Plan, machine: TreatmentMachine, fraction_number: in
     """
     require(recorded_by, RECORD)
     try:
-        return _record(plan=plan, machine=machine, fraction_number=fraction_number,
-                       beams=list(beams), channels=list(channels), recorded_by=recorded_by,
-                       identity_confirmed=identity_confirmed, override=override,
-                       appointment=appointment, now=now or timezone.now())
+        # The records' files are written before the commit: removed again if it rolls back.
+        with files_removed_on_rollback():
+            return _record(plan=plan, machine=machine, fraction_number=fraction_number,
+                           beams=list(beams), channels=list(channels),
+                           recorded_by=recorded_by, identity_confirmed=identity_confirmed,
+                           override=override, appointment=appointment,
+                           now=now or timezone.now())
     except OverrideRefused as exc:
         _override_refused(override=override, recorded_by=recorded_by,  # type: ignore[arg-type]
                           plan=plan, why=exc.message)

@@ -3,11 +3,11 @@ enough to reason about, real enough to exercise the importer."""
 
 from __future__ import annotations
 
-import io
-
-from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
-from pydicom.uid import ExplicitVRLittleEndian, RTPlanStorage, generate_uid
+from pydicom.uid import RTIonPlanStorage, RTPlanStorage, generate_uid
+
+from archive.dicomio import dataset_part10
 
 
 def _base(*, patient_id: str, label: str, approval: str, sop_uid: str | None) -> Dataset:
@@ -31,6 +31,44 @@ def _base(*, patient_id: str, label: str, approval: str, sop_uid: str | None) ->
     return ds
 
 
+def _dose_reference(description: str, prescription: float,
+                    maximum: float | None = None) -> Dataset:
+    ref = Dataset()
+    ref.DoseReferenceNumber = 1
+    ref.DoseReferenceStructureType = "VOLUME"
+    ref.DoseReferenceDescription = description
+    ref.DoseReferenceType = "TARGET"
+    ref.TargetPrescriptionDose = prescription
+    if maximum is not None:
+        ref.DeliveryMaximumDose = maximum
+    return ref
+
+
+def _fraction_group(number: int, fractions: int, *, beams: int = 0, setups: int = 0) -> Dataset:
+    fg = Dataset()
+    fg.FractionGroupNumber = number
+    fg.NumberOfFractionsPlanned = fractions
+    fg.NumberOfBeams = beams
+    fg.NumberOfBrachyApplicationSetups = setups
+    return fg
+
+
+def _beam(number: int, name: str, *, machine: str, radiation: str, beam_type: str,
+          control_points: int) -> Dataset:
+    """A Beam (Ion Beam) Sequence item without its devices and control points."""
+    beam = Dataset()
+    beam.BeamNumber = number
+    beam.BeamName = name
+    beam.TreatmentMachineName = machine
+    beam.PrimaryDosimeterUnit = "MU"
+    beam.RadiationType = radiation
+    beam.BeamType = beam_type
+    beam.TreatmentDeliveryType = "TREATMENT"
+    beam.FinalCumulativeMetersetWeight = 1
+    beam.NumberOfControlPoints = control_points
+    return beam
+
+
 def vmat_plan(*, patient_id: str = "VMAT01", label: str = "VMAT", arcs: int = 2,
               control_points: int = 178, leaf_pairs: int = 60, approval: str = "APPROVED",
               fractions: int = 30, machine: str = "TrueBeam1", sop_uid: str | None = None,
@@ -48,19 +86,8 @@ def vmat_plan(*, patient_id: str = "VMAT01", label: str = "VMAT", arcs: int = 2,
     dev.BeamLimitingDevicePositionTolerance = 2.0
     tol.BeamLimitingDeviceToleranceSequence = Sequence([dev])
     ds.ToleranceTableSequence = Sequence([tol])
-    dose_ref = Dataset()
-    dose_ref.DoseReferenceNumber = 1
-    dose_ref.DoseReferenceStructureType = "VOLUME"
-    dose_ref.DoseReferenceDescription = "PTV"
-    dose_ref.DoseReferenceType = "TARGET"
-    dose_ref.TargetPrescriptionDose = 60.0
-    dose_ref.DeliveryMaximumDose = 64.0
-    ds.DoseReferenceSequence = Sequence([dose_ref])
-    fg = Dataset()
-    fg.FractionGroupNumber = 1
-    fg.NumberOfFractionsPlanned = fractions
-    fg.NumberOfBeams = arcs
-    fg.NumberOfBrachyApplicationSetups = 0
+    ds.DoseReferenceSequence = Sequence([_dose_reference("PTV", 60.0, 64.0)])
+    fg = _fraction_group(1, fractions, beams=arcs)
     refs = []
     beams = []
     for b in range(1, arcs + 1):
@@ -69,17 +96,9 @@ def vmat_plan(*, patient_id: str = "VMAT01", label: str = "VMAT", arcs: int = 2,
         ref.BeamMeterset = f"{meterset + b:.4f}"
         ref.BeamDose = 1.0
         refs.append(ref)
-        beam = Dataset()
-        beam.BeamNumber = b
-        beam.BeamName = f"Arc{b}"
-        beam.TreatmentMachineName = machine
-        beam.PrimaryDosimeterUnit = "MU"
-        beam.RadiationType = "PHOTON"
-        beam.BeamType = "DYNAMIC"
-        beam.TreatmentDeliveryType = "TREATMENT"
+        beam = _beam(b, f"Arc{b}", machine=machine, radiation="PHOTON", beam_type="DYNAMIC",
+                     control_points=control_points)
         beam.ReferencedToleranceTableNumber = 1
-        beam.FinalCumulativeMetersetWeight = 1
-        beam.NumberOfControlPoints = control_points
         devices = []
         for kind, pairs in (("ASYMX", 1), ("ASYMY", 1), ("MLCX", leaf_pairs)):
             d = Dataset()
@@ -98,6 +117,7 @@ def vmat_plan(*, patient_id: str = "VMAT01", label: str = "VMAT", arcs: int = 2,
             positions = []
             if i == 0:
                 cp.NominalBeamEnergy = 6
+                cp.GantryRotationDirection = "CW" if clockwise else "CC"
                 cp.BeamLimitingDeviceAngle = 30.0 if clockwise else 330.0
                 cp.PatientSupportAngle = 0.0
                 for kind, value in (("ASYMX", [-50.0, 50.0]), ("ASYMY", [-60.0, 60.0])):
@@ -155,11 +175,7 @@ def brachy_plan(*, patient_id: str = "BRACHY01", label: str = "HDR cervix",
         channels.append(ch)
     setup.ChannelSequence = Sequence(channels)
     ds.ApplicationSetupSequence = Sequence([setup])
-    fg = Dataset()
-    fg.FractionGroupNumber = 1
-    fg.NumberOfFractionsPlanned = 4
-    fg.NumberOfBeams = 0
-    fg.NumberOfBrachyApplicationSetups = 1
+    fg = _fraction_group(1, 4, setups=1)
     ref = Dataset()
     ref.ReferencedBrachyApplicationSetupNumber = 1
     ref.BrachyApplicationSetupDose = 7.0
@@ -170,11 +186,55 @@ def brachy_plan(*, patient_id: str = "BRACHY01", label: str = "HDR cervix",
 
 def part10(ds: Dataset) -> bytes:
     """Encode as a DICOM Part 10 file, explicit VR little endian."""
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = ds.SOPClassUID
-    meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.file_meta = meta
-    buf = io.BytesIO()
-    ds.save_as(buf, enforce_file_format=True)
-    return buf.getvalue()
+    return dataset_part10(ds)
+
+
+def two_group_plan(*, patient_id: str = "MFG01", label: str = "Boost") -> Dataset:
+    """A plan with two fraction groups: beam 1 in group 1 (25 fractions), beam 2 in group 2
+    (5 fractions, a boost)."""
+    ds = vmat_plan(patient_id=patient_id, label=label, arcs=2, control_points=3, leaf_pairs=2,
+                   fractions=25)
+    fg1 = ds.FractionGroupSequence[0]
+    fg2 = _fraction_group(2, 5, beams=1)
+    fg2.ReferencedBeamSequence = Sequence([fg1.ReferencedBeamSequence[1]])
+    fg1.ReferencedBeamSequence = Sequence([fg1.ReferencedBeamSequence[0]])
+    fg1.NumberOfBeams = 1
+    ds.FractionGroupSequence = Sequence([fg1, fg2])
+    return ds
+
+
+def ion_plan(*, patient_id: str = "ION01", label: str = "Proton", fractions: int = 20,
+             machine: str = "ProtonRoom1") -> Dataset:
+    """An RT Ion Plan (PS3.3 A.49): one modulated-scanning proton beam of two control points."""
+    ds = _base(patient_id=patient_id, label=label, approval="APPROVED", sop_uid=None)
+    ds.SOPClassUID = RTIonPlanStorage
+    ds.DoseReferenceSequence = Sequence([_dose_reference("CTV", 60.0)])
+    fg = _fraction_group(1, fractions, beams=1)
+    ref = Dataset()
+    ref.ReferencedBeamNumber = 1
+    ref.BeamMeterset = "120.0"
+    ref.BeamDose = 3.0
+    fg.ReferencedBeamSequence = Sequence([ref])
+    ds.FractionGroupSequence = Sequence([fg])
+    beam = _beam(1, "LPO", machine=machine, radiation="PROTON", beam_type="STATIC",
+                 control_points=2)
+    beam.ScanMode = "MODULATED"
+    cps = []
+    for i in range(2):
+        cp = Dataset()
+        cp.ControlPointIndex = i
+        cp.CumulativeMetersetWeight = float(i)
+        cp.ScanSpotTuneID = "3.0"
+        cp.NumberOfScanSpotPositions = 2
+        cp.ScanSpotPositionMap = [-5.0, 0.0, 5.0, 0.0]
+        cp.ScanSpotMetersetWeights = [0.4, 0.6] if i == 0 else [0.0, 0.0]
+        cp.NumberOfPaintings = 1
+        if i == 0:
+            cp.NominalBeamEnergy = 150.0
+            cp.GantryAngle = 270.0
+            cp.BeamLimitingDeviceAngle = 0.0
+            cp.PatientSupportAngle = 0.0
+        cps.append(cp)
+    beam.IonControlPointSequence = Sequence(cps)
+    ds.IonBeamSequence = Sequence([beam])
+    return ds
