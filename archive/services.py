@@ -17,7 +17,7 @@ from django.utils import timezone
 from pydicom.dataset import Dataset
 
 from archive import storage
-from archive.dicomio import IndexAttrs, check_complete, read_index
+from archive.dicomio import IndexAttrs, check_complete, read_index, same_content
 from archive.errors import DatasetMismatch, DuplicateConflict, OutOfResources
 from archive.models import Instance, Patient, Series, Study
 
@@ -115,13 +115,13 @@ def instance_store(
             instance = None if on_indexed is not None else _insert_into_held_series(
                 attrs, fields)
             if instance is None:
-                existing = _existing(attrs.sop_instance_uid, sha256)
+                existing = _existing(attrs.sop_instance_uid, sha256, data)
                 if existing is not None:
                     return StoreResult("duplicate", existing)
                 instance = _index(attrs, fields, ds=ds, on_indexed=on_indexed)
         except IntegrityError:
             # Another association stored this SOP Instance UID between our check and insert.
-            existing = _existing(attrs.sop_instance_uid, sha256)
+            existing = _existing(attrs.sop_instance_uid, sha256, data)
             if existing is None:
                 raise OutOfResources("the index refused the object; send it again") from None
             return StoreResult("duplicate", existing)
@@ -146,17 +146,31 @@ def _held(sha256: str) -> bool:
         return True  # cannot tell: keep the file; an orphan is safer than a lost object
 
 
-def _existing(sop_instance_uid: str, sha256: str) -> Instance | None:
+def _existing(sop_instance_uid: str, sha256: str, offered: bytes) -> Instance | None:
+    """The held instance if the offered object is the same one, None if none is held.
+
+    Byte-identical is the same; so is the same content in another encoding (another peer,
+    e.g. DCMTK's storescu, re-encodes sequences or the transfer syntax on the way): then the
+    first copy is kept and the offer answered as a duplicate. Different content raises.
+    """
     held = Instance.objects.filter(sop_instance_uid=sop_instance_uid).first()
     if held is None:
         return None
-    if held.sha256 == sha256:
+    if held.sha256 == sha256 or _same_content(held, offered):
         return held
     log.warning("refused a different object under SOP Instance UID %s (held sha256 %s, "
                 "offered %s)", sop_instance_uid, held.sha256, sha256)
     raise DuplicateConflict(
         f"Different object under a stored SOP Instance UID; original kept: {sop_instance_uid} "
         "(a changed object needs a new SOP Instance UID)")
+
+
+def _same_content(held: Instance, offered: bytes) -> bool:
+    try:
+        data = storage.absolute_path(held.path).read_bytes()
+    except OSError:
+        return False
+    return same_content(data, offered)
 
 
 def _instance_fields(attrs: IndexAttrs, *, sha256: str, size: int, rel: str,

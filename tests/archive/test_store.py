@@ -139,3 +139,31 @@ def test_hostile_uid_cannot_steer_the_path(data_dir: Path) -> None:
 def test_pydicom_rt_samples_store(name: str) -> None:
     data = ensure_part10(sample(name).read_bytes())
     assert instance_store(data=data, source="import").outcome == "stored"
+
+
+def test_same_content_in_another_encoding_is_a_duplicate(data_dir: Path) -> None:
+    """Another peer may re-encode an object (DCMTK does): same elements, other bytes."""
+    import io
+
+    from pydicom.uid import ImplicitVRLittleEndian
+
+    ct = make_ct()
+    explicit = to_bytes(ct)
+    first = instance_store(data=explicit)
+    ct.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian
+    buf = io.BytesIO()
+    ct.save_as(buf, implicit_vr=True, little_endian=True, enforce_file_format=True)
+    implicit = buf.getvalue()
+    assert implicit != explicit
+    again = instance_store(data=implicit)
+    assert (again.outcome, again.instance.pk) == ("duplicate", first.instance.pk)
+    assert storage.absolute_path(first.instance.path).read_bytes() == explicit
+    assert len(_files(data_dir)) == 1
+
+
+def test_same_header_other_pixels_is_a_conflict() -> None:
+    ct = make_ct()
+    instance_store(data=to_bytes(ct))
+    ct.PixelData = b"\x01" * len(ct.PixelData)
+    with pytest.raises(DuplicateConflict):
+        instance_store(data=to_bytes(ct))
