@@ -118,7 +118,8 @@ class WakefulDUL(DULServiceProvider):
 
     @_run_loop_delay.setter
     def _run_loop_delay(self, value: float) -> None:
-        pass  # DULServiceProvider.__init__ sets 0.001; the property above decides
+        """DULServiceProvider.__init__ sets 0.001; the property above decides, so it is
+        ignored."""
 
     def _idle_wait(self, wake: socket.socket) -> None:
         if (self.to_provider_queue.empty() and self.event_queue.empty()

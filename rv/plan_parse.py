@@ -8,6 +8,7 @@ top-level Frame of Reference); strict where a plan could not be treated safely, 
 
 from __future__ import annotations
 
+import contextlib
 import struct
 from dataclasses import dataclass, field
 from datetime import date
@@ -226,10 +227,9 @@ def _numbers(ds: Dataset, tag: Any) -> np.ndarray | None:
             return None
         vr = elem.VR
         if vr in (None, "DS", "IS"):  # text, whatever the byte order
-            try:
+            # not text after all (implicit VR FL): fall back to pydicom below
+            with contextlib.suppress(ValueError):
                 return _text_numbers(raw)
-            except ValueError:
-                pass  # not text after all (implicit VR FL): fall back to pydicom
     value = ds[tag].value
     if value is None or value == "":
         return None
