@@ -30,6 +30,8 @@ COURSE_STATUS = "course_status"
 MANAGE_USERS = "manage_users"
 MANAGE_NODES = "manage_nodes"
 VIEW_AUDIT = "view_audit"
+REVIEW_IMAGE = "review_image"
+ASSIGN_RECORD = "assign_record"
 
 PERMISSIONS: dict[str, tuple[str, ...]] = {
     SCHEDULE: (THERAPIST, PHYSICIST),
@@ -41,6 +43,8 @@ PERMISSIONS: dict[str, tuple[str, ...]] = {
     MANAGE_USERS: (ADMIN,),
     MANAGE_NODES: (ADMIN,),
     VIEW_AUDIT: (ADMIN, PHYSICIST),
+    REVIEW_IMAGE: (THERAPIST, PHYSICIAN),
+    ASSIGN_RECORD: (PHYSICIST,),
 }
 
 # What each action is called in a refusal ("Only a therapist may record a treatment session.")
@@ -50,6 +54,8 @@ ACTION_WORDS: dict[str, str] = {
     EDIT_TOLERANCE: "change tolerance tables", COURSE_STATUS: "change a course's status",
     MANAGE_USERS: "manage users and roles", MANAGE_NODES: "manage DICOM nodes",
     VIEW_AUDIT: "view the audit trail",
+    REVIEW_IMAGE: "approve or reject an image",
+    ASSIGN_RECORD: "assign a treatment record to a plan",
 }
 
 
