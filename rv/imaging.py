@@ -51,7 +51,8 @@ def png_encode(pixels: np.ndarray) -> bytes:
 
 def window(values: np.ndarray, *, center: float, width: float) -> np.ndarray:
     """PS3.3 C.11.2.1.2.1 LINEAR VOI LUT to 0..255."""
-    width = max(float(width), 1.0)
+    if width <= 1:  # a threshold
+        return np.where(values > center - 0.5, 255, 0).astype(np.uint8)
     low = center - 0.5 - (width - 1) / 2
     scaled = (values - low) / (width - 1) * 255.0
     return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)

@@ -31,7 +31,9 @@ from rv.selectors import (
     dose_chart,
     patient_list,
     plan_detail,
+    plan_device_records,
     plan_fractions_delivered,
+    plan_rt_images,
     plan_sessions,
 )
 from rv.services import plans as plan_services
@@ -87,6 +89,7 @@ def plan_page(request: HttpRequest, pk: int) -> HttpResponse:
     return render(request, "rv/plan.html", {
         "plan": plan, "beams": _beam_rows(plan), "delivered": plan_fractions_delivered(plan=plan),
         "sessions": plan_sessions(plan=plan),
+        "device_records": plan_device_records(plan=plan), "images": plan_rt_images(plan=plan),
         "dose_chart": dose_chart_svg(dose_chart(plan=plan)),
         "delivered_dose": delivered_dose_by_reference(plan=plan),
         "appointments": Appointment.objects.filter(plan_id__in=chain).select_related(

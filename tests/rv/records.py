@@ -72,8 +72,9 @@ def beams_record(*, plan: Plan | None = None, plan_uid: str = "", patient_id: st
     return ds
 
 
-def rt_image(*, plan: Plan | None = None, patient_id: str = "IMG01", beam: int | None = 1,
-             fraction: int | None = 1, label: str = "Portal Arc1", image_type: str = "PORTAL",
+def rt_image(*, plan: Plan | None = None, plan_uid: str = "", patient_id: str = "IMG01",
+             beam: int | None = 1, fraction: int | None = 1, label: str = "Portal Arc1",
+             image_type: str = "PORTAL",
              rows: int = 48, columns: int = 64, photometric: str = "MONOCHROME2",
              window: tuple[float, float] | None = (2048.0, 4096.0)) -> Dataset:
     """A 16-bit RT Image with a gradient, referencing plan, beam and fraction."""
@@ -86,10 +87,10 @@ def rt_image(*, plan: Plan | None = None, patient_id: str = "IMG01", beam: int |
     ds.RTImageLabel = label
     ds.RTImagePlane = "NORMAL"
     ds.ConversionType = "DI"
-    if plan is not None:
+    if plan is not None or plan_uid:
         ref = Dataset()
-        ref.ReferencedSOPClassUID = plan.sop_class_uid
-        ref.ReferencedSOPInstanceUID = plan.sop_instance_uid
+        ref.ReferencedSOPClassUID = "1.2.840.10008.5.1.4.1.1.481.5"
+        ref.ReferencedSOPInstanceUID = plan.sop_instance_uid if plan else plan_uid
         ds.ReferencedRTPlanSequence = Sequence([ref])
     if beam is not None:
         ds.ReferencedBeamNumber = beam
@@ -102,7 +103,7 @@ def rt_image(*, plan: Plan | None = None, patient_id: str = "IMG01", beam: int |
     ds.RescaleSlope, ds.RescaleIntercept = 1, 0
     if window is not None:
         ds.WindowCenter, ds.WindowWidth = window
-    pixels = (np.arange(rows * columns, dtype=np.uint16).reshape(rows, columns)
+    pixels = (np.arange(rows * columns, dtype=np.int64).reshape(rows, columns)
               * 4095 // (rows * columns - 1)).astype(np.uint16)
     ds.PixelData = pixels.tobytes()
     return ds
