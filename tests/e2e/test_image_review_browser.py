@@ -27,7 +27,7 @@ def test_open_an_image_and_approve_it(page: Any, live_server: Any) -> None:
     image = RTImageLink.objects.get()
     login(page, live_server.url, "tara", PASSWORD)
     page.goto(f"{live_server.url}/plans/{plan.pk}/")
-    page.get_by_role("link", name="EPID Arc1 fx1").click()
+    page.get_by_role("link", name="EPID Arc1 fx1", exact=True).click()
     page.get_by_role("heading", name="EPID Arc1 fx1").wait_for()
     shown = page.locator("figure.rt-image img")
     shown.wait_for()
