@@ -143,3 +143,15 @@ def plan_device_records(*, plan: Plan) -> QuerySet[DeviceRecord]:
 def unmatched_device_records() -> QuerySet[DeviceRecord]:
     return (DeviceRecord.objects.filter(status=DeviceRecord.Status.UNMATCHED)
             .select_related("instance__series__study__patient").order_by("created_at", "id"))
+
+
+def plan_review_flags(*, plan: Plan) -> int:
+    """Machine records of this plan that disagree with the console or carry violations,
+    and images still pending review: what the chart flags."""
+    from django.db.models import Q
+
+    records = DeviceRecord.objects.filter(plan=plan).filter(
+        Q(status=DeviceRecord.Status.RECONCILED) | ~Q(violations=[])).count()
+    return records + RTImageLink.objects.filter(
+        plan=plan, review_status=RTImageLink.Review.PENDING).exclude(
+        kind=RTImageLink.Kind.DRR).count()

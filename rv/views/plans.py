@@ -33,6 +33,7 @@ from rv.selectors import (
     plan_detail,
     plan_device_records,
     plan_fractions_delivered,
+    plan_review_flags,
     plan_rt_images,
     plan_sessions,
 )
@@ -56,6 +57,7 @@ def patient_chart(request: HttpRequest, pk: int) -> HttpResponse:
     for course in courses:
         for plan in course.plans.all():
             plan.delivered = plan_fractions_delivered(plan=plan)  # type: ignore[attr-defined]
+            plan.flags = plan_review_flags(plan=plan)  # type: ignore[attr-defined]
     return render(request, "rv/chart.html", {"patient": patient, "courses": courses})
 
 

@@ -37,6 +37,8 @@ def test_machine_record_differences_show_on_plan_and_session_pages(  # type: ign
         assert "delivered meterset: recorded <b>251.0</b>, machine <b>200.0</b>" in page
         assert "termination status: recorded <b>NORMAL</b>, machine <b>MACHINE</b>" in page
         assert "EPID fx1" in page
+    chart = client.get(f"/patients/{plan.patient_id}/").content.decode()
+    assert "2 to review" in chart  # the reconciled record and the pending portal image
 
 
 def test_a_physicist_assigns_an_unmatched_record_from_its_page(client, physicist) -> None:  # type: ignore[no-untyped-def]
@@ -69,7 +71,7 @@ def test_archive_study_page_offers_images_that_belong_to_no_plan(client, therapi
     from pydicom import dcmread
     from pydicom.data import get_testdata_file
 
-    ct = dcmread(get_testdata_file("CT_small.dcm"))
+    ct = dcmread(str(get_testdata_file("CT_small.dcm")))
     result = object_receive(data=part10(ct), calling_ae="CT")
     client.force_login(therapist)
     study = result.instance.series.study
