@@ -152,3 +152,31 @@ def png_decode(data: bytes) -> np.ndarray:
         out[y] = cur
         prev = cur
     return out.reshape(height, width) if colour == 0 else out.reshape(height, width, 3)
+
+
+def brachy_record(*, plan: Plan, fraction: int = 1, setup: int = 1,
+                  channels: Seq[tuple[int, float, float]] = (), termination: str = "NORMAL",
+                  machine: str = "Afterloader1") -> Dataset:
+    """An RT Brachy Treatment Record (PS3.3 A.30, C.8.8.22); channels: (number, specified
+    seconds, delivered seconds)."""
+    from pydicom.uid import RTBrachyTreatmentRecordStorage
+
+    ds = beams_record(plan=plan, fraction=fraction, machine=machine)
+    ds.SOPClassUID = RTBrachyTreatmentRecordStorage
+    del ds.TreatmentSessionBeamSequence
+    item = Dataset()
+    item.ReferencedBrachyApplicationSetupNumber = setup
+    item.CurrentFractionNumber = fraction
+    item.TreatmentDeliveryType = "TREATMENT"
+    item.TreatmentTerminationStatus = termination
+    item.TreatmentVerificationStatus = "VERIFIED"
+    recorded = []
+    for number, specified, delivered in channels:
+        ch = Dataset()
+        ch.ChannelNumber = number
+        ch.SpecifiedChannelTotalTime = specified
+        ch.DeliveredChannelTotalTime = delivered
+        recorded.append(ch)
+    item.RecordedChannelSequence = Sequence(recorded)
+    ds.TreatmentSessionApplicationSetupSequence = Sequence([item])
+    return ds

@@ -191,3 +191,18 @@ def test_a_record_naming_a_beam_the_plan_lacks_is_unmatched_with_the_reason(phys
     record = send(beams_record(plan=plan, beams=[{"beam": 9, "delivered": 10.0}]))
     assert record is not None and record.status == "UNMATCHED"
     assert "Beam 9" in record.problem and not Session.objects.exists()
+
+
+def test_a_brachy_record_from_the_afterloader_creates_a_device_session(physicist) -> None:  # type: ignore[no-untyped-def]
+    from tests.rv.plans import brachy_plan
+    from tests.rv.records import brachy_record
+
+    result = object_receive(data=part10(brachy_plan(patient_id="MACHB1")), calling_ae="TPS")
+    plan = plan_approve(plan=Plan.objects.get(instance=result.instance), user=physicist,
+                        password=PASSWORD)
+    record = send(brachy_record(plan=plan, channels=[(1, 120.5, 120.5), (2, 95.25, 95.25)]))
+    assert record is not None and record.status == "CREATED" and record.session is not None
+    times = sorted(record.session.channels.values_list("channel__number", "delivered_time"))
+    assert times == [(1, 120.5), (2, 95.25)]
+    assert record.session.verification_status == "VERIFIED"
+    assert record.session.fraction_complete
