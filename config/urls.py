@@ -43,6 +43,8 @@ urlpatterns = [
     path("device-records/", machine_views.device_records, name="rv-device-records"),
     path("device-records/<int:pk>/assign/", machine_views.device_record_assign_view,
          name="rv-device-record-assign"),
+    path("device-records/<int:pk>/review/", machine_views.device_record_review_view,
+         name="rv-device-record-review"),
     path("admin/", admin.site.urls),
     path("api/v1/", include("rv.api.urls")),
     path("api/v1/", include("dicom_net.api")),

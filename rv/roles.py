@@ -32,6 +32,7 @@ MANAGE_NODES = "manage_nodes"
 VIEW_AUDIT = "view_audit"
 REVIEW_IMAGE = "review_image"
 ASSIGN_RECORD = "assign_record"
+REVIEW_RECORD = "review_record"
 
 PERMISSIONS: dict[str, tuple[str, ...]] = {
     SCHEDULE: (THERAPIST, PHYSICIST),
@@ -45,6 +46,7 @@ PERMISSIONS: dict[str, tuple[str, ...]] = {
     VIEW_AUDIT: (ADMIN, PHYSICIST),
     REVIEW_IMAGE: (THERAPIST, PHYSICIAN),
     ASSIGN_RECORD: (PHYSICIST,),
+    REVIEW_RECORD: (PHYSICIST, PHYSICIAN),
 }
 
 # What each action is called in a refusal ("Only a therapist may record a treatment session.")
@@ -56,6 +58,7 @@ ACTION_WORDS: dict[str, str] = {
     VIEW_AUDIT: "view the audit trail",
     REVIEW_IMAGE: "approve or reject an image",
     ASSIGN_RECORD: "assign a treatment record to a plan",
+    REVIEW_RECORD: "review what a treatment record flagged",
 }
 
 

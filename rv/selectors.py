@@ -146,12 +146,12 @@ def unmatched_device_records() -> QuerySet[DeviceRecord]:
 
 
 def plan_review_flags(*, plan: Plan) -> int:
-    """Machine records of this plan that disagree with the console or carry violations,
-    and images still pending review: what the chart flags."""
+    """Machine records of this plan that disagree with the console or carry violations and
+    are not yet reviewed, and portal / kV images still pending: what the chart flags."""
     from django.db.models import Q
 
-    records = DeviceRecord.objects.filter(plan=plan).filter(
-        Q(status=DeviceRecord.Status.RECONCILED) | ~Q(violations=[])).count()
+    records = DeviceRecord.objects.filter(plan=plan, reviewed_at=None).filter(
+        ~Q(differences=[]) | ~Q(violations=[])).count()
     return records + RTImageLink.objects.filter(
         plan=plan, review_status=RTImageLink.Review.PENDING).exclude(
         kind=RTImageLink.Kind.DRR).count()

@@ -52,6 +52,11 @@ class DeviceRecord(models.Model):
     assigned_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
                                     on_delete=models.PROTECT, related_name="+")
     assigned_at = models.DateTimeField(null=True, blank=True)
+    # A physicist's or physician's review of the differences / violations flagged
+    reviewed_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
+                                    on_delete=models.PROTECT, related_name="+")
+    reviewed_at = models.DateTimeField(null=True, blank=True)
+    review_comment = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:
@@ -59,6 +64,11 @@ class DeviceRecord(models.Model):
 
     def __str__(self) -> str:
         return f"device record {self.instance_id} fx {self.fraction_number} {self.status}"
+
+    @property
+    def flagged(self) -> bool:
+        """Disagrees with the console or carries violations, and nobody has reviewed it."""
+        return bool(self.differences or self.violations) and self.reviewed_at is None
 
 
 class RTImageLink(models.Model):

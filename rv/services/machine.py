@@ -36,7 +36,7 @@ from rv.models import (
     TerminationStatus,
     TreatmentMachine,
 )
-from rv.roles import ASSIGN_RECORD, require
+from rv.roles import ASSIGN_RECORD, REVIEW_RECORD, require
 from rv.services.audit import audit_record
 from rv.services.sessions import BeamInput, ChannelInput, device_session_save, plan_state
 
@@ -225,6 +225,27 @@ def device_record_assign(*, record: DeviceRecord, plan: Plan, user: User) -> Dev
     audit_record(action="device_record.assign", obj=record, user=user,
                  details={"plan": plan.pk, "sop_instance_uid": record.instance.sop_instance_uid})
     return _apply(record=record, plan=plan, sender=user.get_username(), done=S.ASSIGNED)
+
+
+@transaction.atomic
+def device_record_review(*, record: DeviceRecord, user: User, comment: str) -> DeviceRecord:
+    """A physicist or physician has looked at what a record flagged (differences from the
+    console, violations of a device session) and says what they concluded; the flag on the
+    chart clears. The session itself is not changed: what was delivered stays recorded."""
+    require(user, REVIEW_RECORD)
+    record = DeviceRecord.objects.select_for_update().get(pk=record.pk)
+    if not (record.differences or record.violations):
+        raise ValidationError("This record flagged nothing to review.")
+    if not comment.strip():
+        raise ValidationError("Say what you concluded.")
+    record.reviewed_by = user  # type: ignore[assignment]
+    record.reviewed_at = timezone.now()
+    record.review_comment = comment.strip()
+    record.save(update_fields=["reviewed_by", "reviewed_at", "review_comment"])
+    audit_record(action="device_record.review", obj=record, user=user,
+                 details={"comment": record.review_comment,
+                          "differences": record.differences, "violations": record.violations})
+    return record
 
 
 def _machine(record: DeviceRecord, plan: Plan) -> TreatmentMachine:

@@ -19,7 +19,7 @@ from rv.models import DeviceRecord, Plan, RTImageLink, Session
 from rv.roles import ASSIGN_RECORD, REVIEW_IMAGE, may
 from rv.selectors import session_rt_images, unmatched_device_records
 from rv.services.images import rt_image_review
-from rv.services.machine import device_record_assign
+from rv.services.machine import device_record_assign, device_record_review
 
 
 def _window(request: HttpRequest) -> tuple[float | None, float | None]:
@@ -122,4 +122,21 @@ def device_record_assign_view(request: HttpRequest, pk: int) -> HttpResponseRedi
     else:
         messages.success(request, f"Record assigned to {plan.label}: "
                          f"{record.get_status_display()}.")
+    return redirect("rv-device-records")
+
+
+@login_required
+@require_POST
+def device_record_review_view(request: HttpRequest, pk: int) -> HttpResponseRedirect:
+    record = get_object_or_404(DeviceRecord, pk=pk)
+    try:
+        device_record_review(record=record, user=request.user,
+                             comment=request.POST.get("comment", ""))
+    except DomainError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, "Review recorded.")
+    target = request.POST.get("next", "")
+    if target.startswith("/") and not target.startswith("//"):
+        return redirect(target)
     return redirect("rv-device-records")

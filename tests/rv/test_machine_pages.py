@@ -39,6 +39,22 @@ def test_machine_record_differences_show_on_plan_and_session_pages(  # type: ign
         assert "EPID fx1" in page
     chart = client.get(f"/patients/{plan.patient_id}/").content.decode()
     assert "2 to review" in chart  # the reconciled record and the pending portal image
+    # A physicist reviews the record: the flag clears, the session stays as recorded.
+    record = DeviceRecord.objects.get()
+    client.force_login(physicist)
+    assert 'name="comment" placeholder="conclusion"' in client.get(
+        f"/plans/{plan.pk}/").content.decode()
+    client.post(f"/device-records/{record.pk}/review/",
+                {"comment": "beam interlock; 51 MU to make up", "next": f"/plans/{plan.pk}/"})
+    record.refresh_from_db()
+    assert record.reviewed_by == physicist and not record.flagged
+    chart = client.get(f"/patients/{plan.patient_id}/").content.decode()
+    assert "1 to review" in chart
+    page = client.get(f"/plans/{plan.pk}/").content.decode()
+    assert "tr class=\"device-record flagged\"" not in page
+    assert "beam interlock; 51 MU to make up" in page
+    session.refresh_from_db()
+    assert session.beams.get().delivered_meterset == 251.0
 
 
 def test_a_physicist_assigns_an_unmatched_record_from_its_page(client, physicist) -> None:  # type: ignore[no-untyped-def]

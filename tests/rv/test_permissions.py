@@ -28,13 +28,14 @@ from rv.roles import (
     PHYSICIST,
     RECORD,
     REVIEW_IMAGE,
+    REVIEW_RECORD,
     SCHEDULE,
     THERAPIST,
     VIEW_AUDIT,
     may,
 )
 from rv.services.images import rt_image_review
-from rv.services.machine import device_record_assign
+from rv.services.machine import device_record_assign, device_record_review
 from rv.services.plans import plan_approve
 from rv.services.schedule import appointments_schedule
 from rv.services.sessions import (
@@ -62,6 +63,7 @@ EXPECTED = {
     VIEW_AUDIT: {ADMIN, PHYSICIST},
     REVIEW_IMAGE: {THERAPIST, PHYSICIAN},   # issue 8
     ASSIGN_RECORD: {PHYSICIST},             # issue 8
+    REVIEW_RECORD: {PHYSICIST, PHYSICIAN},  # issue 8
 }
 CELLS = [(action, role) for action in EXPECTED for role in ALL_ROLES]
 
@@ -140,6 +142,17 @@ def _attempt(action: str, user: User) -> Callable[[], object]:
             beams=[{"beam": 1, "delivered": 251.0}])))
         record = DeviceRecord.objects.get()
         return lambda: device_record_assign(record=record, plan=plan, user=user)
+    if action == REVIEW_RECORD:
+        from rv.ingest import object_receive
+        from rv.models import DeviceRecord
+        from tests.rv.plans import part10
+        from tests.rv.records import beams_record
+
+        plan = _plan()
+        object_receive(data=part10(beams_record(
+            plan=plan, beams=[{"beam": 1, "delivered": 300.0}])))
+        record = DeviceRecord.objects.get()
+        return lambda: device_record_review(record=record, user=user, comment="seen")
     raise AssertionError(action)
 
 
