@@ -6,6 +6,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rv.views import archive as archive_views
 from rv.views import audit as audit_views
 from rv.views import console as console_views
+from rv.views import machine as machine_views
 from rv.views import plans as plan_views
 from rv.views import users as user_views
 
@@ -34,6 +35,16 @@ urlpatterns = [
     path("tolerance-tables/", plan_views.tolerance_tables, name="rv-tolerance-tables"),
     path("tolerance-tables/<int:pk>/", plan_views.tolerance_table_edit,
          name="rv-tolerance-table"),
+    path("sessions/<int:pk>/", machine_views.session_page, name="rv-session"),
+    path("images/<int:pk>/", machine_views.image_page, name="rv-image"),
+    path("images/<int:pk>/review/", machine_views.image_review, name="rv-image-review"),
+    path("archive/instances/<int:pk>/png/", machine_views.instance_png,
+         name="rv-instance-png"),
+    path("device-records/", machine_views.device_records, name="rv-device-records"),
+    path("device-records/<int:pk>/assign/", machine_views.device_record_assign_view,
+         name="rv-device-record-assign"),
+    path("device-records/<int:pk>/review/", machine_views.device_record_review_view,
+         name="rv-device-record-review"),
     path("admin/", admin.site.urls),
     path("api/v1/", include("rv.api.urls")),
     path("api/v1/", include("dicom_net.api")),

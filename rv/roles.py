@@ -30,6 +30,9 @@ COURSE_STATUS = "course_status"
 MANAGE_USERS = "manage_users"
 MANAGE_NODES = "manage_nodes"
 VIEW_AUDIT = "view_audit"
+REVIEW_IMAGE = "review_image"
+ASSIGN_RECORD = "assign_record"
+REVIEW_RECORD = "review_record"
 
 PERMISSIONS: dict[str, tuple[str, ...]] = {
     SCHEDULE: (THERAPIST, PHYSICIST),
@@ -41,6 +44,9 @@ PERMISSIONS: dict[str, tuple[str, ...]] = {
     MANAGE_USERS: (ADMIN,),
     MANAGE_NODES: (ADMIN,),
     VIEW_AUDIT: (ADMIN, PHYSICIST),
+    REVIEW_IMAGE: (THERAPIST, PHYSICIAN),
+    ASSIGN_RECORD: (PHYSICIST,),
+    REVIEW_RECORD: (PHYSICIST, PHYSICIAN),
 }
 
 # What each action is called in a refusal ("Only a therapist may record a treatment session.")
@@ -50,6 +56,9 @@ ACTION_WORDS: dict[str, str] = {
     EDIT_TOLERANCE: "change tolerance tables", COURSE_STATUS: "change a course's status",
     MANAGE_USERS: "manage users and roles", MANAGE_NODES: "manage DICOM nodes",
     VIEW_AUDIT: "view the audit trail",
+    REVIEW_IMAGE: "approve or reject an image",
+    ASSIGN_RECORD: "assign a treatment record to a plan",
+    REVIEW_RECORD: "review what a treatment record flagged",
 }
 
 

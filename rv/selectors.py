@@ -6,7 +6,17 @@ from datetime import date
 
 from django.db.models import Prefetch, QuerySet
 
-from rv.models import Beam, Course, FractionGroup, Patient, Plan, Session, SessionDose
+from rv.models import (
+    Beam,
+    Course,
+    DeviceRecord,
+    FractionGroup,
+    Patient,
+    Plan,
+    RTImageLink,
+    Session,
+    SessionDose,
+)
 
 
 def plan_fractions_delivered(*, plan: Plan) -> int:
@@ -106,3 +116,42 @@ def dose_chart(*, plan: Plan) -> dict[str, object]:
                        "maximum": ref.delivery_maximum_dose})
     return {"fractions": n, "planned": [(i, per_fraction * i) for i in range(n + 1)],
             "series": series}
+
+
+def plan_rt_images(*, plan: Plan) -> QuerySet[RTImageLink]:
+    """RT Images linked to the plan or its earlier revisions."""
+    chain = [p.pk for p in plan.revision_chain()]
+    return (RTImageLink.objects.filter(plan_id__in=chain)
+            .select_related("instance", "beam", "reviewed_by")
+            .order_by("fraction_number", "beam_number", "id"))
+
+
+def session_rt_images(*, session: Session) -> QuerySet[RTImageLink]:
+    """RT Images of the session's plan (chain) and fraction, and the plan's DRRs."""
+    from django.db.models import Q
+
+    return plan_rt_images(plan=session.plan).filter(
+        Q(fraction_number=session.fraction_number) | Q(kind=RTImageLink.Kind.DRR))
+
+
+def plan_device_records(*, plan: Plan) -> QuerySet[DeviceRecord]:
+    chain = [p.pk for p in plan.revision_chain()]
+    return (DeviceRecord.objects.filter(plan_id__in=chain)
+            .select_related("instance", "session").order_by("fraction_number", "created_at"))
+
+
+def unmatched_device_records() -> QuerySet[DeviceRecord]:
+    return (DeviceRecord.objects.filter(status=DeviceRecord.Status.UNMATCHED)
+            .select_related("instance__series__study__patient").order_by("created_at", "id"))
+
+
+def plan_review_flags(*, plan: Plan) -> int:
+    """Machine records of this plan that disagree with the console or carry violations and
+    are not yet reviewed, and portal / kV images still pending: what the chart flags."""
+    from django.db.models import Q
+
+    records = DeviceRecord.objects.filter(plan=plan, reviewed_at=None).filter(
+        ~Q(differences=[]) | ~Q(violations=[])).count()
+    return records + RTImageLink.objects.filter(
+        plan=plan, review_status=RTImageLink.Review.PENDING).exclude(
+        kind=RTImageLink.Kind.DRR).count()

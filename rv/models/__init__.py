@@ -1,6 +1,7 @@
 """The clinical models of rv, one small module per subject (DESIGN.md: no god files)."""
 
 from rv.models.audit import AuditEvent
+from rv.models.device import DeviceRecord, RTImageLink
 from rv.models.machine import ToleranceTable, TreatmentMachine
 from rv.models.patient import Course, Patient
 from rv.models.plan import (
@@ -30,6 +31,7 @@ __all__ = [
     "Appointment", "BeamDelivery", "ChannelDelivery", "ContentOrigin", "Override", "Session",
     "SessionDose", "TerminationStatus", "VerificationStatus",
     "ApplicationSetup", "AuditEvent", "Beam", "BrachyChannel", "BrachySource", "Course",
+    "DeviceRecord", "RTImageLink",
     "DoseReference", "FractionGroup", "FractionGroupBeam", "FractionGroupBrachySetup",
     "Patient", "Plan", "ToleranceTable", "TreatmentMachine",
 ]

@@ -87,8 +87,10 @@ class Session(models.Model):
     fraction_complete = models.BooleanField(
         default=False, help_text="every beam (channel) of the fraction fully delivered")
     treated_at = models.DateTimeField(db_index=True, help_text="Treatment Date / Time")
-    recorded_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT,
-                                    related_name="+")
+    # NULL for a session created from a treatment machine's own record (content_origin
+    # DEVICE): the machine, not a user, recorded it (docs/machine-records.md).
+    recorded_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
+                                    on_delete=models.PROTECT, related_name="+")
     identity_confirmed = models.BooleanField(default=False)
     verification_status = models.CharField(
         max_length=16, choices=VerificationStatus.choices,

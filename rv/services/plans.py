@@ -30,8 +30,8 @@ def _locked(plan: Plan) -> Plan:
             .get(pk=plan.pk))
 
 
-def _transition(plan: Plan, *, user: User, to: str, action: str, allowed_from: tuple[str, ...],
-                details: dict[str, object] | None = None) -> Plan:
+def _transition(plan: Plan, *, user: User | None, to: str, action: str,
+                allowed_from: tuple[str, ...], details: dict[str, object] | None = None) -> Plan:
     if plan.status not in allowed_from:
         raise ValidationError(f"Plan {plan.label} r{plan.revision} is {plan.status}; it cannot "
                               f"be {action} from that status.")

@@ -35,6 +35,7 @@ from rv.models import (
     BeamDelivery,
     BrachyChannel,
     ChannelDelivery,
+    ContentOrigin,
     Course,
     Override,
     Plan,
@@ -446,15 +447,42 @@ def _record(*, plan: Plan, machine: TreatmentMachine, fraction_number: int | Non
     return session
 
 
+def device_session_save(*, state: PlanState, machine: TreatmentMachine, fraction_number: int,
+                        continuation: bool, beams: list[BeamInput], channels: list[ChannelInput],
+                        now: datetime, sender: str) -> tuple[Session, list[v.Violation]]:
+    """A session from a treatment machine's own record (content origin DEVICE), for
+    rv.services.machine, which holds the plan row lock and read `state` under it.
+
+    The same verification runs as for a session typed in, but a violation does not refuse
+    it: the machine has already delivered. The session is saved NOT_VERIFIED (the beams the
+    violations name, or all for a session-wide rule) and the violations are returned for the
+    chart. `recorded_by` is NULL; the audit names the sending AE title (`sender`).
+    Raises ValidationError when the record does not fit the plan (unknown beam)."""
+    prepared = _prepare(state=state, machine=machine, fraction_number=fraction_number,
+                        continuation=continuation, beams=beams, channels=channels, now=now)
+    violations = v.verify_session(prepared.facts)
+    session = _save(plan=state.plan, machine=machine, number=fraction_number,
+                    continuation=continuation, prepared=prepared, violations=violations,
+                    recorded_by=None, authoriser=None, override=None, appointment=None,
+                    now=now, state=state, content_origin=ContentOrigin.DEVICE,
+                    username=sender)
+    on_session_recorded(session)
+    return session, violations
+
+
 def _save(*, plan: Plan, machine: TreatmentMachine, number: int, continuation: bool,
-          prepared: _Prepared, violations: list[v.Violation], recorded_by: User,
+          prepared: _Prepared, violations: list[v.Violation], recorded_by: User | None,
           authoriser: AbstractBaseUser | None, override: OverrideInput | None,
-          appointment: Appointment | None, now: datetime, state: PlanState) -> Session:
+          appointment: Appointment | None, now: datetime, state: PlanState,
+          content_origin: str = ContentOrigin.USER, username: str = "") -> Session:
     session_wide = any(not x.subject for x in violations)
     subjects = {x.subject for x in violations if x.subject}
+    # A typed-in session gets here with violations only when overridden; a device one
+    # with violations unresolved (NOT_VERIFIED, listed on its device record).
+    flagged = VS.NOT_VERIFIED if content_origin == ContentOrigin.DEVICE else VS.VERIFIED_OVR
 
     def status(label: str) -> str:
-        return VS.VERIFIED_OVR if session_wide or label in subjects else VS.VERIFIED
+        return flagged if session_wide or label in subjects else VS.VERIFIED
 
     if appointment is None:
         appointment = Appointment.objects.filter(
@@ -464,7 +492,8 @@ def _save(*, plan: Plan, machine: TreatmentMachine, number: int, continuation: b
     session = Session.objects.create(
         plan=plan, machine=machine, appointment=appointment, fraction_number=number,
         continuation=continuation, treated_at=now, recorded_by=cast(Any, recorded_by),
-        identity_confirmed=True, verification_status=VS.VERIFIED)
+        identity_confirmed=content_origin == ContentOrigin.USER,
+        verification_status=VS.VERIFIED, content_origin=content_origin)
     by_label: dict[str, BeamDelivery | ChannelDelivery] = {}
     for b, pb, left in prepared.beams:
         by_label[pb.label] = BeamDelivery.objects.create(
@@ -484,6 +513,8 @@ def _save(*, plan: Plan, machine: TreatmentMachine, number: int, continuation: b
             interruptions=list(c.interruptions), setup_dose=pc.setup_dose,
             delivered_dose=_channel_dose(pc, c.delivered_time))
     overrides = []
+    if violations and content_origin == ContentOrigin.DEVICE:
+        session.verification_status = VS.NOT_VERIFIED
     if violations and authoriser is not None and override is not None:
         session.verification_status = VS.VERIFIED_OVR
         for x in violations:
@@ -512,8 +543,10 @@ def _save(*, plan: Plan, machine: TreatmentMachine, number: int, continuation: b
                               else Appointment.Status.PARTIAL)
         appointment.save(update_fields=["status"])
     _mark_used(plan=plan, prepared=prepared)
-    audit_record(action="session.record", obj=session, user=recorded_by, details={
-        "plan": plan.pk, "machine": machine.name, "fraction_number": number,
+    audit_record(action="session.record", obj=session, user=recorded_by, username=username,
+                 details={
+        "content_origin": content_origin, "plan": plan.pk, "machine": machine.name,
+        "fraction_number": number,
         "continuation": continuation, "fraction_complete": session.fraction_complete,
         "verification_status": session.verification_status,
         "beams": [{"beam": b.beam.number, "delivered": b.delivered_meterset,
@@ -523,9 +556,11 @@ def _save(*, plan: Plan, machine: TreatmentMachine, number: int, continuation: b
                      for c, _, _ in prepared.channels]})
     if overrides:
         audit_record(action="override.grant", obj=session, user=authoriser, details={
-            "recorded_by": recorded_by.get_username(), "reason": override.reason.strip()
-            if override else "", "violations": [x.as_dict() for x in violations]})
-    _after_fraction(plan=plan, state=state, session=session, recorded_by=recorded_by)
+            "recorded_by": recorded_by.get_username() if recorded_by else "",
+            "reason": override.reason.strip() if override else "",
+            "violations": [x.as_dict() for x in violations]})
+    _after_fraction(plan=plan, state=state, session=session, recorded_by=recorded_by,
+                    username=username)
     return session
 
 
@@ -542,16 +577,19 @@ def _mark_used(*, plan: Plan, prepared: _Prepared) -> None:
         used_for_delivery=True)
 
 
-def _after_fraction(*, plan: Plan, state: PlanState, session: Session, recorded_by: User) -> None:
+def _after_fraction(*, plan: Plan, state: PlanState, session: Session, recorded_by: User | None,
+                    username: str = "") -> None:
     """Course on treatment; the plan (and, with no other open plan, the course) completed
     once its last planned fraction is whole."""
     course = Course.objects.select_for_update().get(pk=plan.course_id)
     T = Course.TreatmentStatus
     if course.treatment_status in (T.NOT_STARTED, T.ON_BREAK):
         _course_status(course=course, to=T.ON_TREATMENT, user=recorded_by,
-                       reason=f"session {session.pk} recorded")
+                       reason=f"session {session.pk} recorded", username=username)
     planned = state.fractions_planned
     if planned is None or not session.fraction_complete or state.fractions_delivered() < planned:
+        return
+    if plan.status != Plan.Status.APPROVED:  # e.g. a device session on an unapproved plan
         return
     from rv.services.plans import _transition  # one audited way to change a plan's status
 
@@ -563,16 +601,17 @@ def _after_fraction(*, plan: Plan, state: PlanState, session: Session, recorded_
                                                  Plan.Status.ON_HOLD)).exclude(pk=plan.pk)
     if not open_plans.exists():
         _course_status(course=course, to=T.COMPLETED, user=recorded_by,
-                       reason=f"last fraction of {plan.label} delivered")
+                       reason=f"last fraction of {plan.label} delivered", username=username)
 
 
-def _course_status(*, course: Course, to: str, user: User, reason: str) -> None:
+def _course_status(*, course: Course, to: str, user: User | None, reason: str,
+                   username: str = "") -> None:
     before = course.treatment_status
     if before == to:
         return
     course.treatment_status = to
     course.save(update_fields=["treatment_status"])
-    audit_record(action="course.treatment_status", obj=course, user=user,
+    audit_record(action="course.treatment_status", obj=course, user=user, username=username,
                  details={"from": before, "to": to, "reason": reason})
 
 

@@ -10,6 +10,9 @@ from django.shortcuts import get_object_or_404, render
 from archive.models import Patient, Study
 from archive.selectors import patient_list, series_list_for_study, study_list_for_patient
 
+# Series whose instances the archive page offers as images (rendered by rv.imaging)
+IMAGE_MODALITIES = ("CT", "MR", "PT", "CR", "DX", "RTIMAGE", "OT", "US", "XA", "MG")
+
 
 @login_required
 def patients(request: HttpRequest) -> HttpResponse:
@@ -29,4 +32,5 @@ def patient_detail(request: HttpRequest, pk: int) -> HttpResponse:
 def study_detail(request: HttpRequest, pk: int) -> HttpResponse:
     study = get_object_or_404(Study.objects.select_related("patient"), pk=pk)
     series = series_list_for_study(study=study)
-    return render(request, "rv/study.html", {"study": study, "series": series})
+    return render(request, "rv/study.html", {"study": study, "series": series,
+                                             "image_modalities": IMAGE_MODALITIES})

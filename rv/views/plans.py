@@ -31,7 +31,10 @@ from rv.selectors import (
     dose_chart,
     patient_list,
     plan_detail,
+    plan_device_records,
     plan_fractions_delivered,
+    plan_review_flags,
+    plan_rt_images,
     plan_sessions,
 )
 from rv.services import plans as plan_services
@@ -54,6 +57,7 @@ def patient_chart(request: HttpRequest, pk: int) -> HttpResponse:
     for course in courses:
         for plan in course.plans.all():
             plan.delivered = plan_fractions_delivered(plan=plan)  # type: ignore[attr-defined]
+            plan.flags = plan_review_flags(plan=plan)  # type: ignore[attr-defined]
     return render(request, "rv/chart.html", {"patient": patient, "courses": courses})
 
 
@@ -87,6 +91,7 @@ def plan_page(request: HttpRequest, pk: int) -> HttpResponse:
     return render(request, "rv/plan.html", {
         "plan": plan, "beams": _beam_rows(plan), "delivered": plan_fractions_delivered(plan=plan),
         "sessions": plan_sessions(plan=plan),
+        "device_records": plan_device_records(plan=plan), "images": plan_rt_images(plan=plan),
         "dose_chart": dose_chart_svg(dose_chart(plan=plan)),
         "delivered_dose": delivered_dose_by_reference(plan=plan),
         "appointments": Appointment.objects.filter(plan_id__in=chain).select_related(

@@ -17,6 +17,7 @@ from rv.roles import (
     ADMIN,
     ALL_ROLES,
     APPROVE,
+    ASSIGN_RECORD,
     COURSE_STATUS,
     EDIT_TOLERANCE,
     MANAGE_NODES,
@@ -26,11 +27,15 @@ from rv.roles import (
     PHYSICIAN,
     PHYSICIST,
     RECORD,
+    REVIEW_IMAGE,
+    REVIEW_RECORD,
     SCHEDULE,
     THERAPIST,
     VIEW_AUDIT,
     may,
 )
+from rv.services.images import rt_image_review
+from rv.services.machine import device_record_assign, device_record_review
 from rv.services.plans import plan_approve
 from rv.services.schedule import appointments_schedule
 from rv.services.sessions import (
@@ -56,6 +61,9 @@ EXPECTED = {
     MANAGE_USERS: {ADMIN},
     MANAGE_NODES: {ADMIN},
     VIEW_AUDIT: {ADMIN, PHYSICIST},
+    REVIEW_IMAGE: {THERAPIST, PHYSICIAN},   # issue 8
+    ASSIGN_RECORD: {PHYSICIST},             # issue 8
+    REVIEW_RECORD: {PHYSICIST, PHYSICIAN},  # issue 8
 }
 CELLS = [(action, role) for action in EXPECTED for role in ALL_ROLES]
 
@@ -113,6 +121,38 @@ def _attempt(action: str, user: User) -> Callable[[], object]:
     if action == MANAGE_USERS:
         return lambda: user_create(by=user, username="newbie", password="long-enough-1",
                                    roles=[THERAPIST])
+    if action == REVIEW_IMAGE:
+        from rv.ingest import object_receive
+        from rv.models import RTImageLink
+        from tests.rv.plans import part10
+        from tests.rv.records import rt_image
+
+        image = RTImageLink.objects.get(instance=object_receive(
+            data=part10(rt_image(patient_id="PERM01"))).instance)
+        return lambda: rt_image_review(image=image, user=user, approve=True)
+    if action == ASSIGN_RECORD:
+        from rv.ingest import object_receive
+        from rv.models import DeviceRecord
+        from tests.rv.plans import part10
+        from tests.rv.records import beams_record
+
+        plan = _plan()
+        object_receive(data=part10(beams_record(
+            plan_uid="1.2.3.4", patient_id=plan.patient.patient_id,
+            beams=[{"beam": 1, "delivered": 251.0}])))
+        record = DeviceRecord.objects.get()
+        return lambda: device_record_assign(record=record, plan=plan, user=user)
+    if action == REVIEW_RECORD:
+        from rv.ingest import object_receive
+        from rv.models import DeviceRecord
+        from tests.rv.plans import part10
+        from tests.rv.records import beams_record
+
+        plan = _plan()
+        object_receive(data=part10(beams_record(
+            plan=plan, beams=[{"beam": 1, "delivered": 300.0}])))
+        record = DeviceRecord.objects.get()
+        return lambda: device_record_review(record=record, user=user, comment="seen")
     raise AssertionError(action)
 
 
