@@ -30,6 +30,7 @@ COURSE_STATUS = "course_status"
 MANAGE_USERS = "manage_users"
 MANAGE_NODES = "manage_nodes"
 VIEW_AUDIT = "view_audit"
+VIEW_HISTORY = "view_history"
 
 PERMISSIONS: dict[str, tuple[str, ...]] = {
     SCHEDULE: (THERAPIST, PHYSICIST),
@@ -41,6 +42,8 @@ PERMISSIONS: dict[str, tuple[str, ...]] = {
     MANAGE_USERS: (ADMIN,),
     MANAGE_NODES: (ADMIN,),
     VIEW_AUDIT: (ADMIN, PHYSICIST),
+    # Treatment history across patients (issue 7); physicians too: they prescribe and sign.
+    VIEW_HISTORY: (ADMIN, PHYSICIST, PHYSICIAN),
 }
 
 # What each action is called in a refusal ("Only a therapist may record a treatment session.")
@@ -49,12 +52,12 @@ ACTION_WORDS: dict[str, str] = {
     APPROVE: "approve a plan for treatment", OVERRIDE: "authorise an override",
     EDIT_TOLERANCE: "change tolerance tables", COURSE_STATUS: "change a course's status",
     MANAGE_USERS: "manage users and roles", MANAGE_NODES: "manage DICOM nodes",
-    VIEW_AUDIT: "view the audit trail",
+    VIEW_AUDIT: "view the audit trail", VIEW_HISTORY: "view the treatment history",
 }
 
 
 # A superuser (the Django admin's owner) may administer, never act clinically without a role.
-_SUPERUSER_ACTIONS = (MANAGE_USERS, MANAGE_NODES, VIEW_AUDIT)
+_SUPERUSER_ACTIONS = (MANAGE_USERS, MANAGE_NODES, VIEW_AUDIT, VIEW_HISTORY)
 
 
 def allowed_actions(user: AbstractBaseUser | AnonymousUser) -> set[str]:

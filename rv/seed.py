@@ -208,7 +208,8 @@ def seed_clinic(*, size: Size, seed: int, progress: Callable[[str, int], None],
         pid = first_patient + i
         name = f"{rng.choice(FAMILY)}^{rng.choice(GIVEN)}"
         born = date(1930, 1, 1) + timedelta(days=rng.randrange(365 * 70))
-        n_courses = 1 + (rng.random() < size.courses_per_patient - 1) + (rng.random() < 0.05)
+        third = rng.random() < 0.05  # a few patients come back twice
+        n_courses = 1 + (rng.random() < size.courses_per_patient - 1 - 0.05) + third
         day0 = start + timedelta(days=rng.randrange(max(1, span)))
         patients.append((first_apat + i, pid, f"SYN{seed % 1000:03d}{i:07d}", name, born,
                          rng.choice("FM")))
