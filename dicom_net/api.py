@@ -4,11 +4,11 @@ admins add, change and remove them (rv.roles MANAGE_NODES)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.core.exceptions import ValidationError
 from django.urls import include, path
 from drf_spectacular.utils import extend_schema
-from typing import Any
-
 from rest_framework import exceptions, permissions, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import csv
+import io
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -113,7 +114,7 @@ def history_page(*, qs: QuerySet[BeamDelivery], cursor: Cursor | None = None,
                            | Q(session__treated_at=t, session_id__lt=s)
                            | Q(session__treated_at=t, session_id=s, id__lt=i),
                            session__treated_at__lte=t)
-    rows = list(history_rows(qs)[:size + 1])
+    rows = [{k: r[k] for k in COLUMNS} for r in history_rows(qs)[:size + 1]]
     more = len(rows) > size
     rows = rows[:size]
     backwards = cursor is not None and cursor.backwards
@@ -130,18 +131,20 @@ def history_page(*, qs: QuerySet[BeamDelivery], cursor: Cursor | None = None,
                 previous=at(rows[0], True) if rows and has_prev else None)
 
 
-class _Echo:
-    def write(self, value: str) -> str:
-        return value
-
-
-def history_csv(*, qs: QuerySet[BeamDelivery]) -> Iterator[str]:
-    """The CSV lines of every row of `qs`, streamed from a server-side cursor in chunks."""
-    writer = csv.writer(_Echo())
-    yield writer.writerow(list(COLUMNS))
-    for row in history_rows(qs).iterator(chunk_size=2000):
-        yield writer.writerow([row[k].isoformat() if isinstance(row[k], datetime) else row[k]
-                               for k in COLUMNS])
+def history_csv(*, qs: QuerySet[BeamDelivery], batch: int = 500) -> Iterator[str]:
+    """The CSV text of every row of `qs`, streamed from a server-side cursor; yielded in
+    blocks of `batch` rows, so the server sends few large writes, never the whole file."""
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(list(COLUMNS))
+    for n, row in enumerate(history_rows(qs).iterator(chunk_size=2000), start=1):
+        writer.writerow([row[k].isoformat() if isinstance(row[k], datetime) else row[k]
+                         for k in COLUMNS])
+        if n % batch == 0:
+            yield buf.getvalue()
+            buf.seek(0)
+            buf.truncate()
+    yield buf.getvalue()
 
 
 def patient_timeline(*, patient: Patient) -> list[Session]:

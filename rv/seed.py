@@ -43,11 +43,15 @@ from rv.roles import PHYSICIST, THERAPIST
 FULL = {"patients": 20_000, "courses": 40_000, "sessions": 800_000, "deliveries": 3_000_000}
 SQLITE_MAX_SESSIONS = 20_000
 UID_ROOT = "2.25.7"  # a 2.25 (UUID-derived) root: synthetic UIDs, never a real org root
-FAMILY = ("Smith Jones Brown Garcia Miller Davis Martin Bernard Dubois Muller Schmidt Rossi "
-          "Russo Silva Santos Kowalski Nowak Novak Horvat Jensen Hansen Nielsen Larsen "
-          "Virtanen Korhonen Murphy Kelly Walsh Byrne Ryan Tanaka Suzuki Kim Lee Park").split()
-GIVEN = ("Anna Maria Eva Sofia Laura Julia Emma Olga Ines Lucia John Peter Paul Mark Luke "
-         "Jan Karl Hans Lars Piet Ahmed Omar Ali Yusuf Chen Wei Ming Hiro Ken Raj").split()
+FAMILY = (
+    "Smith Jones Brown Garcia Miller Davis Martin Bernard Dubois Muller Schmidt Rossi Russo "
+    "Silva Santos Kowalski Nowak Novak Horvat Jensen Hansen Nielsen Larsen Virtanen "
+    "Korhonen Murphy Kelly Walsh Byrne Ryan Tanaka Suzuki Kim Lee Park"
+).split()
+GIVEN = (
+    "Anna Maria Eva Sofia Laura Julia Emma Olga Ines Lucia John Peter Paul Mark Luke Jan "
+    "Karl Hans Lars Piet Ahmed Omar Ali Yusuf Chen Wei Ming Hiro Ken Raj"
+).split()
 BEAMS_PER_PLAN = ((2, 3, 4, 5), (0.10, 0.30, 0.35, 0.25))  # mean 3.75 beams a session
 
 
@@ -94,6 +98,7 @@ class _Table:
         table = connection.ops.quote_name(self.model._meta.db_table)
         names = ", ".join(connection.ops.quote_name(c) for c in self.columns)
         count = 0
+        insert = f"INSERT INTO {table} ({names}) VALUES "  # noqa: S608 (names from _meta)
         with connection.cursor() as cursor:
             if connection.vendor == "postgresql":
                 raw = cursor.cursor
@@ -106,16 +111,17 @@ class _Table:
             else:
                 marks = ", ".join(["%s"] * len(self.columns))
                 batch: list[tuple[Any, ...]] = []
+                adapt = connection.ops.adapt_datetimefield_value  # as the ORM stores them
                 for row in rows:
-                    batch.append(row + self.const)
+                    batch.append(tuple(adapt(v) if isinstance(v, datetime) else v
+                                       for v in row + self.const))
                     if len(batch) == 5_000:
-                        cursor.executemany(f"INSERT INTO {table} ({names}) VALUES ({marks})",
-                                           batch)
+                        cursor.executemany(f"{insert}({marks})", batch)
                         count += len(batch)
                         progress(len(batch))
                         batch = []
                 if batch:
-                    cursor.executemany(f"INSERT INTO {table} ({names}) VALUES ({marks})", batch)
+                    cursor.executemany(f"{insert}({marks})", batch)
                     count += len(batch)
                     progress(len(batch))
                 return count
@@ -133,7 +139,8 @@ def _reset_sequences(tables: Iterable[type[models.Model]]) -> None:
                            f"COALESCE((SELECT MAX(id) FROM {t}), 1))")
 
 
-def _people(rng: random.Random, prefix: str, role: str, n: int, pw: str) -> list[int]:
+def _people(seed: int, prefix: str, role: str, n: int, pw: str) -> list[int]:
+    rng = random.Random(f"{seed}{prefix}")  # its own stream: a re-run makes no one new
     group = Group.objects.get(name=role)
     have = list(User.objects.filter(username__startswith=prefix).order_by("id"))
     made = [User(username=f"{prefix}{i:03d}", password=pw, first_name=rng.choice(GIVEN),
@@ -156,8 +163,8 @@ def seed_clinic(*, size: Size, seed: int, progress: Callable[[str, int], None],
     start = end - timedelta(days=365 * size.years)
     pw = make_password(None)  # unusable: synthetic staff cannot log in
     with transaction.atomic():
-        therapists = _people(rng, "seed_rtt", THERAPIST, max(4, size.machines * 3), pw)
-        physicists = _people(rng, "seed_phys", PHYSICIST, max(2, size.machines // 2), pw)
+        therapists = _people(seed, "seed_rtt", THERAPIST, max(4, size.machines * 3), pw)
+        physicists = _people(seed, "seed_phys", PHYSICIST, max(2, size.machines // 2), pw)
         have = TreatmentMachine.objects.filter(name__startswith="SEED_LINAC").count()
         TreatmentMachine.objects.bulk_create(
             [TreatmentMachine(name=f"SEED_LINAC{i:02d}", manufacturer="Synthetic",
@@ -211,11 +218,11 @@ def seed_clinic(*, size: Size, seed: int, progress: Callable[[str, int], None],
         third = rng.random() < 0.05  # a few patients come back twice
         n_courses = 1 + (rng.random() < size.courses_per_patient - 1 - 0.05) + third
         day0 = start + timedelta(days=rng.randrange(max(1, span)))
-        patients.append((first_apat + i, pid, f"SYN{seed % 1000:03d}{i:07d}", name, born,
+        patients.append((first_apat + i, pid, f"SYN{pid:08d}", name, born,
                          rng.choice("FM")))
         for c in range(n_courses):
             courses.append({"patient": pid, "code": f"C{c + 1}",
-                            "start": min(day0 + timedelta(days=120 * c), end),
+                            "start": min(day0 + timedelta(days=120 * c), end - timedelta(days=60)),
                             "machine": rng.choice(machines),
                             "fractions": max(1, round(rng.gauss(size.fractions_per_course, 6))),
                             "beams": rng.choices(*BEAMS_PER_PLAN)[0]})
@@ -240,16 +247,19 @@ def seed_clinic(*, size: Size, seed: int, progress: Callable[[str, int], None],
                     "COMPLETED" if c["start"] < end - timedelta(days=60) else "ON_TREATMENT",
                     stamp(c["start"], 7)) for k, c in enumerate(courses)))
     apat = {p: a for a, p, *_ in patients}
-    write(am.Study, ((ids[am.Study] + k, apat[c["patient"]], f"{UID_ROOT}.{seed}.1.{k}",
+    def uid(kind: int, model: type[models.Model], k: int) -> str:
+        return f"{UID_ROOT}.{kind}.{ids[model] + k}"
+
+    write(am.Study, ((ids[am.Study] + k, apat[c["patient"]], uid(1, am.Study, k),
                       c["start"], "Synthetic planning", stamp(c["start"], 7))
                      for k, c in enumerate(courses)))
-    write(am.Series, ((ids[am.Series] + k, ids[am.Study] + k, f"{UID_ROOT}.{seed}.2.{k}",
+    write(am.Series, ((ids[am.Series] + k, ids[am.Study] + k, uid(2, am.Series, k),
                        "RTPLAN", stamp(c["start"], 7)) for k, c in enumerate(courses)))
-    write(am.Instance, ((ids[am.Instance] + k, ids[am.Series] + k, f"{UID_ROOT}.{seed}.3.{k}",
+    write(am.Instance, ((ids[am.Instance] + k, ids[am.Series] + k, uid(3, am.Instance, k),
                          RTPlanStorage, ExplicitVRLittleEndian, "", 0, "", "synthetic",
                          stamp(c["start"], 7)) for k, c in enumerate(courses)))
     write(Plan, ((ids[Plan] + k, c["patient"], ids[Course] + k, ids[am.Instance] + k,
-                  f"{UID_ROOT}.{seed}.3.{k}", RTPlanStorage, "EXTERNAL", f"P{c['code']}",
+                  uid(3, am.Instance, k), RTPlanStorage, "EXTERNAL", f"P{c['code']}",
                   "Synthetic plan", "COMPLETED", physicists[k % len(physicists)],
                   stamp(c["start"], 7.5), True, c["start"], stamp(c["start"], 7))
                  for k, c in enumerate(courses)))

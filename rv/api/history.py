@@ -20,7 +20,6 @@ from rest_framework import exceptions, generics, permissions, serializers, views
 from rest_framework.pagination import BasePagination, CursorPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 import archive.models as am
 from rv.filters import HistoryFilter

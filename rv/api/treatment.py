@@ -290,13 +290,15 @@ class AppointmentViewSet(viewsets.ReadOnlyModelViewSet):
                                                   403: Message, 409: Message})
     @action(detail=False, methods=["post"])
     def schedule(self, request: Request) -> Response:
-        data = request.data
-        plan = Plan.objects.filter(pk=data.get("plan") or 0).first()
+        checked = type(ScheduleIn)(data=request.data)
+        checked.is_valid(raise_exception=True)
+        data = checked.validated_data
+        plan = Plan.objects.filter(pk=data["plan"]).first()
         machine = TreatmentMachine.objects.filter(name=data.get("machine", "")).first()
         if plan is None or machine is None:
             raise exceptions.ValidationError({"plan": "no such plan or machine"})
         try:
-            start = date.fromisoformat(str(data.get("start", "")))
+            start = data["start"]
             made = schedule_services.appointments_schedule(
                 plan=plan, machine=machine, start=start, user=request.user,
                 count=data.get("count"), weekdays=tuple(data.get("weekdays") or (0, 1, 2, 3, 4)))
