@@ -43,15 +43,17 @@ from rv.roles import PHYSICIST, THERAPIST
 FULL = {"patients": 20_000, "courses": 40_000, "sessions": 800_000, "deliveries": 3_000_000}
 SQLITE_MAX_SESSIONS = 20_000
 UID_ROOT = "2.25.7"  # a 2.25 (UUID-derived) root: synthetic UIDs, never a real org root
-FAMILY = (
-    "Smith Jones Brown Garcia Miller Davis Martin Bernard Dubois Muller Schmidt Rossi Russo "
-    "Silva Santos Kowalski Nowak Novak Horvat Jensen Hansen Nielsen Larsen Virtanen "
-    "Korhonen Murphy Kelly Walsh Byrne Ryan Tanaka Suzuki Kim Lee Park"
-).split()
-GIVEN = (
-    "Anna Maria Eva Sofia Laura Julia Emma Olga Ines Lucia John Peter Paul Mark Luke Jan "
-    "Karl Hans Lars Piet Ahmed Omar Ali Yusuf Chen Wei Ming Hiro Ken Raj"
-).split()
+FAMILY = [
+    "Smith", "Jones", "Brown", "Garcia", "Miller", "Davis", "Martin", "Bernard", "Dubois",
+    "Muller", "Schmidt", "Rossi", "Russo", "Silva", "Santos", "Kowalski", "Nowak", "Novak",
+    "Horvat", "Jensen", "Hansen", "Nielsen", "Larsen", "Virtanen", "Korhonen", "Murphy",
+    "Kelly", "Walsh", "Byrne", "Ryan", "Tanaka", "Suzuki", "Kim", "Lee", "Park",
+]
+GIVEN = [
+    "Anna", "Maria", "Eva", "Sofia", "Laura", "Julia", "Emma", "Olga", "Ines", "Lucia", "John",
+    "Peter", "Paul", "Mark", "Luke", "Jan", "Karl", "Hans", "Lars", "Piet", "Ahmed", "Omar",
+    "Ali", "Yusuf", "Chen", "Wei", "Ming", "Hiro", "Ken", "Raj",
+]
 BEAMS_PER_PLAN = ((2, 3, 4, 5), (0.10, 0.30, 0.35, 0.25))  # mean 3.75 beams a session
 
 
