@@ -114,9 +114,9 @@ def history_page(*, qs: QuerySet[BeamDelivery], cursor: Cursor | None = None,
                            | Q(session__treated_at=t, session_id__lt=s)
                            | Q(session__treated_at=t, session_id=s, id__lt=i),
                            session__treated_at__lte=t)
-    rows = [{k: r[k] for k in COLUMNS} for r in history_rows(qs)[:size + 1]]
-    more = len(rows) > size
-    rows = rows[:size]
+    keys = list(qs.values_list("id", flat=True)[:size + 1])
+    more = len(keys) > size
+    rows = page_rows(keys[:size])
     backwards = cursor is not None and cursor.backwards
     if backwards:
         rows.reverse()
@@ -131,15 +131,51 @@ def history_page(*, qs: QuerySet[BeamDelivery], cursor: Cursor | None = None,
                 previous=at(rows[0], True) if rows and has_prev else None)
 
 
+# page_rows reads the same COLUMNS from three small queries: the session's side ...
+_FROM_SESSION = {k: v.name.removeprefix("session__") for k, v in COLUMNS.items()
+                 if isinstance(v, F) and v.name.startswith("session__")} | {"session": "id"}
+# ... and the delivery's own (with its beam); the override's two come from a third.
+_FROM_DELIVERY = {k: v.name for k, v in COLUMNS.items()
+                  if isinstance(v, F) and k not in _FROM_SESSION}
+
+
+def page_rows(ids: list[int]) -> list[dict[str, Any]]:
+    """The history rows of these deliveries, in this order. Three small queries instead of
+    one nine-table join: PostgreSQL then spends about a millisecond planning instead of
+    10-20 ms (docs/bench-history.md); the keyset query before it joins only what filters."""
+    if not ids:
+        return []
+    deliveries = {d["id"]: d for d in BeamDelivery.objects.filter(id__in=ids)
+                  .values("session_id", *_FROM_DELIVERY.values())}
+    sessions = {s["id"]: s for s in Session.objects.filter(
+        id__in={d["session_id"] for d in deliveries.values()})
+        .values(*_FROM_SESSION.values())}
+    overrides: dict[int, tuple[str, str]] = {}
+    for pk, reason, by in (Override.objects.filter(beam_delivery_id__in=ids).order_by("-id")
+                           .values_list("beam_delivery_id", "reason",
+                                        "authorised_by__username")):
+        overrides[pk] = (reason, by)  # the lowest id is written last and wins, as in the CSV
+    rows = []
+    for pk in ids:
+        d = deliveries[pk]
+        s = sessions[d["session_id"]]
+        row = {k: s[path] for k, path in _FROM_SESSION.items()}
+        row.update({k: d[path] for k, path in _FROM_DELIVERY.items()})
+        row["override"], row["override_by"] = overrides.get(pk, (None, None))
+        rows.append({k: row[k] for k in COLUMNS})
+    return rows
+
+
 def history_csv(*, qs: QuerySet[BeamDelivery], batch: int = 500) -> Iterator[str]:
     """The CSV text of every row of `qs`, streamed from a server-side cursor; yielded in
     blocks of `batch` rows, so the server sends few large writes, never the whole file."""
     buf = io.StringIO()
     writer = csv.writer(buf)
     writer.writerow(list(COLUMNS))
-    for n, row in enumerate(history_rows(qs).iterator(chunk_size=2000), start=1):
-        writer.writerow([row[k].isoformat() if isinstance(row[k], datetime) else row[k]
-                         for k in COLUMNS])
+    at = list(COLUMNS).index("treated_at")
+    rows = history_rows(qs).values_list(*COLUMNS).iterator(chunk_size=2000)
+    for n, row in enumerate(rows, start=1):
+        writer.writerow((*row[:at], row[at].isoformat(), *row[at + 1:]))
         if n % batch == 0:
             yield buf.getvalue()
             buf.seek(0)
