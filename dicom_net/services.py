@@ -36,7 +36,7 @@ def node_update(*, node: Node, **changes: object) -> Node:
     if unknown:
         raise ValidationError(f"cannot change {', '.join(sorted(unknown))}")
     for field, value in changes.items():
-        setattr(node, field, value.strip() if field == "ae_title" else value)  # type: ignore[union-attr]
+        setattr(node, field, str(value).strip() if field == "ae_title" else value)
     node.full_clean()
     node.save()
     return node

@@ -51,6 +51,12 @@ COLUMNS: dict[str, Any] = {
     "therapist": F("session__recorded_by__username"),
 }
 ORDER = ("-session__treated_at", "-session_id", "-id")
+
+
+def _path(column: Any) -> str:
+    """The ORM path of a plain column of COLUMNS ("" for a subquery)."""
+    return str(getattr(column, "name", "")) if isinstance(column, F) else ""
+
 PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
 
@@ -61,7 +67,7 @@ def history_deliveries() -> QuerySet[BeamDelivery]:
 
 
 def history_rows(qs: QuerySet[BeamDelivery]) -> QuerySet[BeamDelivery, dict[str, Any]]:
-    own = [k for k, v in COLUMNS.items() if isinstance(v, F) and v.name in (k, f"{k}_id")]
+    own = [k for k, v in COLUMNS.items() if _path(v) in (k, f"{k}_id")]
     return qs.values(*own).annotate(**{k: v for k, v in COLUMNS.items() if k not in own})
 
 
@@ -133,11 +139,11 @@ def history_page(*, qs: QuerySet[BeamDelivery], cursor: Cursor | None = None,
 
 
 # page_rows reads the same COLUMNS from three small queries: the session's side ...
-_FROM_SESSION = {k: v.name.removeprefix("session__") for k, v in COLUMNS.items()
-                 if isinstance(v, F) and v.name.startswith("session__")} | {"session": "id"}
+_FROM_SESSION = {k: _path(v).removeprefix("session__") for k, v in COLUMNS.items()
+                 if _path(v).startswith("session__")} | {"session": "id"}
 # ... and the delivery's own (with its beam); the override's two come from a third.
-_FROM_DELIVERY = {k: v.name for k, v in COLUMNS.items()
-                  if isinstance(v, F) and k not in _FROM_SESSION}
+_FROM_DELIVERY = {k: _path(v) for k, v in COLUMNS.items()
+                  if _path(v) and k not in _FROM_SESSION}
 
 
 def page_rows(ids: list[int]) -> list[dict[str, Any]]:

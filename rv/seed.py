@@ -89,7 +89,7 @@ class _Table:
                  and (f.has_default() or not f.null)]
         self.const = tuple(f.get_default() if f.has_default() else "" for f in extra)
         self.columns = [fields[c].column for c in self.cols] + [f.column for f in extra]
-        self.next_id = (model.objects.aggregate(m=models.Max("id"))["m"] or 0) + 1
+        self.next_id = (model._default_manager.aggregate(m=models.Max("id"))["m"] or 0) + 1
 
     def take_ids(self, n: int) -> int:
         first = self.next_id
@@ -97,8 +97,8 @@ class _Table:
         return first
 
     def write(self, rows: Iterable[tuple[Any, ...]], progress: Callable[[int], None]) -> int:
-        table = connection.ops.quote_name(self.model._meta.db_table)
-        names = ", ".join(connection.ops.quote_name(c) for c in self.columns)
+        table = connection.ops.quote_name(str(self.model._meta.db_table))
+        names = ", ".join(connection.ops.quote_name(str(c)) for c in self.columns)
         count = 0
         insert = f"INSERT INTO {table} ({names}) VALUES "  # noqa: S608 (names from _meta)
         with connection.cursor() as cursor:
@@ -174,7 +174,7 @@ def seed_clinic(*, size: Size, seed: int, progress: Callable[[str, int], None],
         machines = list(TreatmentMachine.objects.filter(name__startswith="SEED_LINAC")
                         .order_by("name").values_list("id", flat=True))[:size.machines]
 
-    t = {m: _Table(m, cols) for m, cols in (
+    t: dict[type[models.Model], _Table] = {m: _Table(m, cols) for m, cols in (
         (am.Patient, ["id", "patient_id", "patient_name", "birth_date", "sex", "created_at"]),
         (Patient, ["id", "archive_patient_id", "patient_id", "patient_name", "birth_date",
                    "sex", "created_at"]),
@@ -222,15 +222,17 @@ def seed_clinic(*, size: Size, seed: int, progress: Callable[[str, int], None],
         day0 = start + timedelta(days=rng.randrange(max(1, span)))
         patients.append((first_apat + i, pid, f"SYN{pid:08d}", name, born,
                          rng.choice("FM")))
-        for c in range(n_courses):
-            courses.append({"patient": pid, "code": f"C{c + 1}",
-                            "start": min(day0 + timedelta(days=120 * c), end - timedelta(days=60)),
+        for nth in range(n_courses):
+            courses.append({"patient": pid, "code": f"C{nth + 1}",
+                            "start": min(day0 + timedelta(days=120 * nth),
+                                         end - timedelta(days=60)),
                             "machine": rng.choice(machines),
                             "fractions": max(1, round(rng.gauss(size.fractions_per_course, 6))),
                             "beams": rng.choices(*BEAMS_PER_PLAN)[0]})
     n = len(courses)
-    ids = {m: t[m].take_ids(n) for m in (Course, am.Study, am.Series, am.Instance, Plan,
-                                          FractionGroup, DoseReference)}
+    ids: dict[type[models.Model], int] = {
+        m: t[m].take_ids(n) for m in (Course, am.Study, am.Series, am.Instance, Plan,
+                                      FractionGroup, DoseReference)}
     counts: dict[str, int] = {}
 
     def stamp(d: date, hour: float) -> datetime:
