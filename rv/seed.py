@@ -143,7 +143,7 @@ def _reset_sequences(tables: Iterable[type[models.Model]]) -> None:
 
 def _people(seed: int, prefix: str, role: str, n: int, pw: str) -> list[int]:
     rng = random.Random(f"{seed}{prefix}")  # its own stream: a re-run makes no one new
-    group = Group.objects.get(name=role)
+    group = Group.objects.get_or_create(name=role)[0]
     have = list(User.objects.filter(username__startswith=prefix).order_by("id"))
     made = [User(username=f"{prefix}{i:03d}", password=pw, first_name=rng.choice(GIVEN),
                  last_name=rng.choice(FAMILY)) for i in range(len(have) + 1, n + 1)]

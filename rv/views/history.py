@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponse, QueryDict, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, render
 
 from rv.api.history import csv_response
@@ -31,8 +31,10 @@ def history(request: HttpRequest) -> HttpResponse:
     except ValueError:
         cursor = None
     page = history_page(qs=flt.qs, cursor=cursor) if flt.is_valid() else None
-    query = request.GET.copy()
-    query.pop("cursor", None)
+    query = QueryDict(mutable=True)  # the filters in use, for the pager and CSV links
+    for key, values in request.GET.lists():
+        if key != "cursor" and any(values):
+            query.setlist(key, [v for v in values if v])
     return render(request, "rv/history.html", {
         "filter": flt, "page": page, "query": query.urlencode(),
         "next": page.next.encode() if page and page.next else "",
