@@ -11,8 +11,14 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.db.models import F
 from django.test import Client
+from pydicom.uid import ExplicitVRLittleEndian
+from pynetdicom.sop_class import (  # type: ignore[attr-defined]
+    RTBeamsTreatmentRecordStorage,
+    RTTreatmentSummaryRecordStorage,
+)
 from rest_framework.test import APIClient
 
+from archive.models import Instance
 from dicom_net.models import Node
 from rv.history import COLUMNS, Cursor, history_deliveries, history_page
 from rv.models import BeamDelivery, Override, Patient, Session, TreatmentMachine
@@ -224,3 +230,26 @@ def test_nodes_read_by_all_managed_by_admins() -> None:
     assert rtt.delete(f"/api/v1/nodes/{pk}/").status_code == 403
     assert admin.delete(f"/api/v1/nodes/{pk}/").status_code == 204
     assert not Node.objects.exists()
+
+
+def test_records_link_sessions_and_plans(clinic) -> None:  # type: ignore[no-untyped-def]
+    session = Session.objects.select_related("plan__instance__series").order_by("id").first()
+    series = session.plan.instance.series
+    uid = "2.25.1234"
+    for sop_uid, sop_class in ((uid, RTBeamsTreatmentRecordStorage),
+                               ("2.25.1235", RTTreatmentSummaryRecordStorage)):
+        Instance.objects.create(series=series, sop_instance_uid=sop_uid,
+                                sop_class_uid=sop_class, sha256="0" * 64, size=1, path="x",
+                                transfer_syntax_uid=ExplicitVRLittleEndian)
+    Session.objects.filter(pk=session.pk).update(record_sop_instance_uid=uid)
+    api = _api(PHYSICIST)
+    body = api.get("/api/v1/records/").json()
+    assert {r["kind"] for r in body["results"]} == {"beams", "summary"}
+    beams = api.get("/api/v1/records/", {"kind": "beams"}).json()["results"]
+    assert len(beams) == 1 and beams[0]["session"] == session.pk
+    assert beams[0]["plan"] == session.plan_id
+    assert beams[0]["patient_id"] == session.plan.patient.patient_id
+    one = api.get(f"/api/v1/records/{beams[0]['id']}/").json()
+    assert one["sop_instance_uid"] == uid
+    plan_instance = session.plan.instance_id
+    assert api.get(f"/api/v1/records/{plan_instance}/").status_code == 404  # an RT Plan
