@@ -92,9 +92,12 @@ class HistoryPagination(BasePagination):
         text = request.query_params.get("cursor")
         try:
             cursor = Cursor.decode(text) if text else None
-            size = int(request.query_params.get("page_size") or PAGE_SIZE)
         except ValueError as exc:
             raise exceptions.ValidationError({"cursor": str(exc)}) from None
+        try:
+            size = int(request.query_params.get("page_size") or PAGE_SIZE)
+        except ValueError:
+            raise exceptions.ValidationError({"page_size": "a whole number"}) from None
         self.request = request
         self.page: Page = history_page(qs=queryset, cursor=cursor, size=size)
         return self.page.rows
@@ -136,8 +139,10 @@ class HistoryView(generics.ListAPIView):
         return history_deliveries()
 
     def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        # The rows are plain values from rv.history already; HistoryRowSerializer describes
+        # them for the schema (schemathesis checks that they conform).
         rows = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
-        return self.get_paginated_response(rows)  # rows are already plain values
+        return self.get_paginated_response(rows)
 
 
 class HistoryCsvView(generics.GenericAPIView):

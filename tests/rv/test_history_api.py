@@ -101,6 +101,7 @@ def test_history_rows_and_cursor_pages(clinic) -> None:  # type: ignore[no-untyp
     assert [r["id"] for r in back["results"]] == [r["id"] for r in first["results"]]
     assert back["previous"] is None
     assert api.get("/api/v1/history/", {"cursor": "nonsense"}).status_code == 400
+    assert "page_size" in api.get("/api/v1/history/", {"page_size": "x"}).json()["message"]
 
 
 def test_history_filters(clinic) -> None:  # type: ignore[no-untyped-def]
