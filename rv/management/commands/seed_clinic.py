@@ -50,6 +50,8 @@ class Command(BaseCommand):
         finally:
             bar.close()
         took = time.monotonic() - began
+        if opts["verbosity"] == 0:
+            return
         for table, n in counts.items():
             self.stdout.write(f"{table:24} {n:>10,}")
         self.stdout.write(f"seeded in {took:.0f} s")
