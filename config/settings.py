@@ -65,7 +65,10 @@ TEMPLATES = [
 # --- Database: SQLite under var/ unless DATABASE_URL says otherwise -----------------------
 DATABASE_URL = env_str("DATABASE_URL", "sqlite:///var/verity.sqlite3")
 try:
-    _db = dj_database_url.parse(DATABASE_URL, conn_max_age=0)
+    # Web requests keep their connection (a new PostgreSQL backend costs connection set-up
+    # and cold catalog caches: most of a history page's time, docs/bench-history.md).
+    _db = dj_database_url.parse(DATABASE_URL, conn_health_checks=True,
+                                conn_max_age=env_int("RV_DB_CONN_MAX_AGE", 60, low=0))
 except Exception as exc:  # dj_database_url raises bare ValueError/KeyError on nonsense
     raise ImproperlyConfigured(f"DATABASE_URL={DATABASE_URL!r} cannot be parsed: {exc}") from exc
 if _db["ENGINE"] == "django.db.backends.sqlite3":

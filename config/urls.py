@@ -6,6 +6,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rv.views import archive as archive_views
 from rv.views import audit as audit_views
 from rv.views import console as console_views
+from rv.views import history as history_views
 from rv.views import machine as machine_views
 from rv.views import plans as plan_views
 from rv.views import users as user_views
@@ -21,6 +22,10 @@ urlpatterns = [
          name="rv-appointment-change"),
     path("audit/", audit_views.audit, name="rv-audit"),
     path("users/", user_views.users, name="rv-users"),
+    path("history/", history_views.history, name="rv-history"),
+    path("history/csv/", history_views.history_csv_download, name="rv-history-csv"),
+    path("history/patients/<int:pk>/", history_views.patient_history,
+         name="rv-history-patient"),
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("archive/patients/", archive_views.patients, name="archive-patients"),

@@ -1,20 +1,24 @@
 """/api/v1/exports/: the export queue, read and filter; POST .../{id}/retry/ sends a job
-again (admins and physicists)."""
+again (admins and physicists). /api/v1/nodes/: the DICOM peers; every role reads them,
+admins add, change and remove them (rv.roles MANAGE_NODES)."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.urls import include, path
 from drf_spectacular.utils import extend_schema
-from rest_framework import exceptions, serializers, viewsets
+from rest_framework import exceptions, permissions, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.routers import SimpleRouter
 
 from dicom_net.exports import export_retry
-from dicom_net.models import ExportJob
-from rv.roles import ADMIN, PHYSICIST, has_role
+from dicom_net.models import ExportJob, Node
+from dicom_net.services import node_add, node_remove, node_update
+from rv.roles import ADMIN, MANAGE_NODES, PHYSICIST, has_role, may
 
 
 class ExportJobSerializer(serializers.ModelSerializer):
@@ -55,6 +59,72 @@ class ExportJobViewSet(viewsets.ReadOnlyModelViewSet):
         return Response(ExportJobSerializer(job).data)
 
 
+class NodeSerializer(serializers.ModelSerializer):
+    roles = serializers.ListField(child=serializers.CharField(), read_only=True)
+
+    class Meta:
+        model = Node
+        fields = ["id", "name", "ae_title", "host", "port", "can_store", "can_query",
+                  "move_destination", "receives_exports", "description", "roles",
+                  "created_at"]
+        read_only_fields = ["id", "roles", "created_at"]
+
+
+class NodeUpdateSerializer(NodeSerializer):
+    class Meta(NodeSerializer.Meta):
+        read_only_fields = ["id", "name", "roles", "created_at"]
+
+
+class ReadOrManageNodes(permissions.BasePermission):
+    message = "Only an admin may manage DICOM nodes."
+
+    def has_permission(self, request: Any, view: Any) -> bool:
+        return request.method in permissions.SAFE_METHODS or may(request.user, MANAGE_NODES)
+
+
+def _invalid(exc: ValidationError) -> exceptions.ValidationError:
+    return exceptions.ValidationError(exc.message_dict if hasattr(exc, "error_dict")
+                                      else {"detail": exc.messages[0]})
+
+
+class NodeViewSet(viewsets.ModelViewSet):
+    queryset = Node.objects.order_by("name")
+    serializer_class = NodeSerializer
+    permission_classes = [permissions.IsAuthenticated, ReadOrManageNodes]
+    filterset_fields = ["name", "ae_title", "can_store", "can_query", "move_destination",
+                        "receives_exports"]
+    ordering_fields = ["name", "ae_title", "created_at"]
+
+    def get_serializer_class(self) -> type[serializers.BaseSerializer]:
+        return NodeUpdateSerializer if self.action in ("update", "partial_update") \
+            else NodeSerializer
+
+    def perform_create(self, serializer: serializers.BaseSerializer) -> None:
+        try:
+            serializer.instance = node_add(**serializer.validated_data)
+        except ValidationError as exc:
+            raise _invalid(exc) from exc
+
+    def perform_update(self, serializer: serializers.BaseSerializer) -> None:
+        try:
+            serializer.instance = node_update(node=serializer.instance,
+                                              **serializer.validated_data)
+        except ValidationError as exc:
+            raise _invalid(exc) from exc
+
+    @extend_schema(responses={204: None})
+    def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        node = self.get_object()
+        try:
+            node_remove(name=node.name)
+        except ValidationError as exc:
+            conflict = exceptions.APIException(exc.messages[0])
+            conflict.status_code = status.HTTP_409_CONFLICT
+            raise conflict from exc
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
 router = SimpleRouter()  # rv.api.urls owns the API root view
 router.register("exports", ExportJobViewSet, basename="export")
+router.register("nodes", NodeViewSet, basename="node")
 urlpatterns = [path("", include(router.urls))]

@@ -29,6 +29,20 @@ def node_add(*, name: str, ae_title: str, host: str, port: int, can_store: bool 
 
 
 @transaction.atomic
+def node_update(*, node: Node, **changes: object) -> Node:
+    """Change a node's AE title, address, roles or description (not its name)."""
+    allowed = {"ae_title", "host", "port", "description", *Node.ROLE_FIELDS}
+    unknown = set(changes) - allowed
+    if unknown:
+        raise ValidationError(f"cannot change {', '.join(sorted(unknown))}")
+    for field, value in changes.items():
+        setattr(node, field, str(value).strip() if field == "ae_title" else value)
+    node.full_clean()
+    node.save()
+    return node
+
+
+@transaction.atomic
 def node_remove(*, name: str) -> None:
     try:
         deleted, _ = Node.objects.filter(name=name).delete()

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import date, datetime, time, timedelta
+from typing import Any
+
+from django.db.models import QuerySet
+from django.utils import timezone
 from django_filters import rest_framework as filters
 
-from rv.models import AuditEvent
+from rv.models import AuditEvent, BeamDelivery, VerificationStatus
 
 
 class AuditEventFilter(filters.FilterSet):
@@ -23,3 +28,45 @@ class AuditEventFilter(filters.FilterSet):
     class Meta:
         model = AuditEvent
         fields = ["user", "action", "object_type", "object_id", "date_from", "date_to"]
+
+
+def _day_start(day: date) -> datetime:
+    return datetime.combine(day, time(0), tzinfo=timezone.get_current_timezone())
+
+
+def day_from(qs: QuerySet[Any], name: str, value: date) -> QuerySet[Any]:
+    """`name` >= the local day's start: a range on the column, so its index serves."""
+    return qs.filter(**{f"{name}__gte": _day_start(value)})
+
+
+def day_to(qs: QuerySet[Any], name: str, value: date) -> QuerySet[Any]:
+    """`name` < the next local day's start (the day included)."""
+    return qs.filter(**{f"{name}__lt": _day_start(value + timedelta(days=1))})
+
+
+class HistoryFilter(filters.FilterSet):
+    """The history's filters (rv.history): one row per delivered beam. Dates are local days;
+    the range is turned into bounds on the indexed Session.treated_at."""
+
+    patient = filters.NumberFilter(field_name="session__plan__patient",
+                                   help_text="rv patient (database id)")
+    patient_id = filters.CharFilter(field_name="session__plan__patient__patient_id",
+                                    help_text="Patient ID, exact")
+    name = filters.CharFilter(field_name="session__plan__patient__patient_name",
+                              lookup_expr="icontains", help_text="part of the patient's name")
+    course = filters.NumberFilter(field_name="session__plan__course")
+    plan = filters.NumberFilter(field_name="session__plan")
+    machine = filters.CharFilter(field_name="session__machine__name",
+                                 help_text="Treatment Machine Name, exact")
+    date_from = filters.DateFilter(field_name="session__treated_at", method=day_from,
+                                   help_text="from this day on (YYYY-MM-DD)")
+    date_to = filters.DateFilter(field_name="session__treated_at", method=day_to,
+                                 help_text="up to and including this day")
+    verification_status = filters.ChoiceFilter(choices=VerificationStatus.choices)
+    therapist = filters.CharFilter(field_name="session__recorded_by__username",
+                                   help_text="user name of who recorded the session")
+
+    class Meta:
+        model = BeamDelivery
+        fields = ["patient", "patient_id", "name", "course", "plan", "machine", "date_from",
+                  "date_to", "verification_status", "therapist"]

@@ -33,6 +33,7 @@ VIEW_AUDIT = "view_audit"
 REVIEW_IMAGE = "review_image"
 ASSIGN_RECORD = "assign_record"
 REVIEW_RECORD = "review_record"
+VIEW_HISTORY = "view_history"
 
 PERMISSIONS: dict[str, tuple[str, ...]] = {
     SCHEDULE: (THERAPIST, PHYSICIST),
@@ -47,6 +48,8 @@ PERMISSIONS: dict[str, tuple[str, ...]] = {
     REVIEW_IMAGE: (THERAPIST, PHYSICIAN),
     ASSIGN_RECORD: (PHYSICIST,),
     REVIEW_RECORD: (PHYSICIST, PHYSICIAN),
+    # Treatment history across patients (issue 7); physicians too: they prescribe and sign.
+    VIEW_HISTORY: (ADMIN, PHYSICIST, PHYSICIAN),
 }
 
 # What each action is called in a refusal ("Only a therapist may record a treatment session.")
@@ -59,11 +62,12 @@ ACTION_WORDS: dict[str, str] = {
     REVIEW_IMAGE: "approve or reject an image",
     ASSIGN_RECORD: "assign a treatment record to a plan",
     REVIEW_RECORD: "review what a treatment record flagged",
+    VIEW_HISTORY: "view the treatment history",
 }
 
 
 # A superuser (the Django admin's owner) may administer, never act clinically without a role.
-_SUPERUSER_ACTIONS = (MANAGE_USERS, MANAGE_NODES, VIEW_AUDIT)
+_SUPERUSER_ACTIONS = (MANAGE_USERS, MANAGE_NODES, VIEW_AUDIT, VIEW_HISTORY)
 
 
 def allowed_actions(user: AbstractBaseUser | AnonymousUser) -> set[str]:

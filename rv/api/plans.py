@@ -136,7 +136,9 @@ class PlanViewSet(viewsets.ReadOnlyModelViewSet):
     @action(detail=True, methods=["post"], url_path="move")
     def move(self, request: Request, pk: str | None = None) -> Response:
         plan = super().get_object()
-        course = Course.objects.filter(pk=request.data.get("course")).first()
+        checked = type(MoveRequest)(data=request.data)
+        checked.is_valid(raise_exception=True)
+        course = Course.objects.filter(pk=checked.validated_data["course"]).first()
         if course is None:
             raise exceptions.ValidationError({"course": "no such course"})
         return self._done(_call(lambda: plan_services.plan_move_to_course(

@@ -15,7 +15,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from rv import errors
-from rv.filters import AuditEventFilter
+from rv.api.history import AuditCursorPagination, SessionCursorPagination
+from rv.filters import AuditEventFilter, day_from, day_to
 from rv.models import (
     Appointment,
     AuditEvent,
@@ -186,14 +187,21 @@ def _conflict(message: str) -> exceptions.APIException:
 
 class SessionFilter(filters.FilterSet):
     patient = filters.NumberFilter(field_name="plan__patient")
+    patient_id = filters.CharFilter(field_name="plan__patient__patient_id",
+                                    help_text="Patient ID, exact")
+    name = filters.CharFilter(field_name="plan__patient__patient_name", lookup_expr="icontains")
+    course = filters.NumberFilter(field_name="plan__course")
     machine = filters.CharFilter(field_name="machine__name")
-    date_from = filters.DateFilter(field_name="treated_at", lookup_expr="date__gte")
-    date_to = filters.DateFilter(field_name="treated_at", lookup_expr="date__lte")
+    therapist = filters.CharFilter(field_name="recorded_by__username")
+    date_from = filters.DateFilter(field_name="treated_at", method=day_from,
+                                   help_text="from this day on (YYYY-MM-DD)")
+    date_to = filters.DateFilter(field_name="treated_at", method=day_to,
+                                 help_text="up to and including this day")
 
     class Meta:
         model = Session
-        fields = ["plan", "patient", "machine", "fraction_number", "verification_status",
-                  "date_from", "date_to"]
+        fields = ["plan", "patient", "patient_id", "name", "course", "machine", "therapist",
+                  "fraction_number", "verification_status", "date_from", "date_to"]
 
 
 class SessionViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
@@ -203,6 +211,8 @@ class SessionViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
                 .order_by("-treated_at", "-id"))
     serializer_class = SessionSerializer
     filterset_class = SessionFilter
+    pagination_class = SessionCursorPagination
+    ordering_fields = ["treated_at"]
 
     @extend_schema(request=SessionIn, responses={
         201: SessionSerializer, 400: Message, 403: Message, 409: Message,
@@ -280,13 +290,15 @@ class AppointmentViewSet(viewsets.ReadOnlyModelViewSet):
                                                   403: Message, 409: Message})
     @action(detail=False, methods=["post"])
     def schedule(self, request: Request) -> Response:
-        data = request.data
-        plan = Plan.objects.filter(pk=data.get("plan") or 0).first()
+        checked = type(ScheduleIn)(data=request.data)
+        checked.is_valid(raise_exception=True)
+        data = checked.validated_data
+        plan = Plan.objects.filter(pk=data["plan"]).first()
         machine = TreatmentMachine.objects.filter(name=data.get("machine", "")).first()
         if plan is None or machine is None:
             raise exceptions.ValidationError({"plan": "no such plan or machine"})
         try:
-            start = date.fromisoformat(str(data.get("start", "")))
+            start = data["start"]
             made = schedule_services.appointments_schedule(
                 plan=plan, machine=machine, start=start, user=request.user,
                 count=data.get("count"), weekdays=tuple(data.get("weekdays") or (0, 1, 2, 3, 4)))
@@ -342,3 +354,5 @@ class AuditEventViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = AuditEventSerializer
     filterset_class = AuditEventFilter
     permission_classes = [permissions.IsAuthenticated, MayViewAudit]
+    pagination_class = AuditCursorPagination
+    ordering_fields = ["at"]

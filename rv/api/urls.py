@@ -1,7 +1,7 @@
 from django.urls import include, path
 from rest_framework.routers import DefaultRouter
 
-from rv.api import auth, plans, treatment
+from rv.api import auth, history, plans, treatment
 
 router = DefaultRouter()
 router.register("patients", plans.PatientViewSet, basename="patient")
@@ -10,8 +10,11 @@ router.register("plans", plans.PlanViewSet, basename="plan")
 router.register("sessions", treatment.SessionViewSet, basename="session")
 router.register("appointments", treatment.AppointmentViewSet, basename="appointment")
 router.register("audit-events", treatment.AuditEventViewSet, basename="audit-event")
+router.register("records", history.RecordViewSet, basename="record")
 
 urlpatterns = [
     path("auth/token/", auth.TokenView.as_view(), name="api-token"),
+    path("history/", history.HistoryView.as_view(), name="api-history"),
+    path("history/csv/", history.HistoryCsvView.as_view(), name="api-history-csv"),
     path("", include(router.urls)),
 ]

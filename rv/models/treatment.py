@@ -103,6 +103,12 @@ class Session(models.Model):
 
     class Meta:
         ordering = ["plan", "fraction_number", "treated_at", "id"]
+        indexes = [
+            # The history's keyset order (rv.history): by date range, and by machine and day.
+            models.Index(fields=["treated_at", "id"], name="rv_session_treated_id"),
+            models.Index(fields=["machine", "treated_at", "id"],
+                         name="rv_session_machine_treated"),
+        ]
         constraints = [
             # Second line behind the plan row lock: one first session per fraction.
             models.UniqueConstraint(fields=["plan", "fraction_number"],

@@ -32,6 +32,7 @@ from rv.roles import (
     SCHEDULE,
     THERAPIST,
     VIEW_AUDIT,
+    VIEW_HISTORY,
     may,
 )
 from rv.services.images import rt_image_review
@@ -64,6 +65,7 @@ EXPECTED = {
     REVIEW_IMAGE: {THERAPIST, PHYSICIAN},   # issue 8
     ASSIGN_RECORD: {PHYSICIST},             # issue 8
     REVIEW_RECORD: {PHYSICIST, PHYSICIAN},  # issue 8
+    VIEW_HISTORY: {ADMIN, PHYSICIST, PHYSICIAN},
 }
 CELLS = [(action, role) for action in EXPECTED for role in ALL_ROLES]
 
@@ -161,7 +163,7 @@ def test_cell(action: str, role: str) -> None:
     user = make_user(f"user_{role}", role)
     allowed = role in EXPECTED[action]
     assert may(user, action) is allowed
-    if action in (MANAGE_NODES, VIEW_AUDIT):  # no service: enforced at the doors (below)
+    if action in (MANAGE_NODES, VIEW_AUDIT, VIEW_HISTORY):  # read-only: checked at the doors
         return
     attempt = _attempt(action, user)
     if allowed:
@@ -185,6 +187,10 @@ def test_audit_and_users_and_nodes_pages(client: Client, role: str) -> None:
     api.force_authenticate(user)
     audit = api.get("/api/v1/audit-events/").status_code
     assert (audit == 200) is (role in EXPECTED[VIEW_AUDIT])
+    for url in ("/history/", "/history/csv/"):
+        assert (client.get(url).status_code == 200) is (role in EXPECTED[VIEW_HISTORY])
+    for url in ("/api/v1/history/", "/api/v1/history/csv/"):
+        assert (api.get(url).status_code == 200) is (role in EXPECTED[VIEW_HISTORY])
 
 
 @pytest.mark.parametrize("role", ALL_ROLES)
@@ -207,4 +213,5 @@ def test_record_through_web_and_api(client: Client, role: str) -> None:
 
 def test_a_superuser_administers_but_does_not_treat() -> None:
     root = User.objects.create_superuser("root", password=PASSWORD)
-    assert {a for a in EXPECTED if may(root, a)} == {MANAGE_USERS, MANAGE_NODES, VIEW_AUDIT}
+    assert {a for a in EXPECTED if may(root, a)} == {MANAGE_USERS, MANAGE_NODES, VIEW_AUDIT,
+                                                      VIEW_HISTORY}
