@@ -327,7 +327,7 @@ def _match(*, record: DeviceRecord, state: Any, sessions: list[Session], free: l
         session, violations = device_session_save(
             state=state, machine=_machine(record, plan), fraction_number=number,
             continuation=number in state.started, beams=b_in, channels=c_in, now=when,
-            sender=sender)
+            sender=sender, record_sop_instance_uid=record.instance.sop_instance_uid)
         record.session = session
         record.violations = [x.as_dict() for x in violations]
         record.status = done or S.CREATED

@@ -12,6 +12,7 @@ from archive.dicomio import dataset_part10
 from archive.models import Instance
 from archive.services import instance_store
 from rv.models import Plan, Session
+from rv.models.treatment import ContentOrigin
 from rv.outbox import record_export
 from rv.records.beams import beams_record_build
 from rv.records.brachy import brachy_record_build
@@ -22,7 +23,7 @@ from rv.services.audit import audit_record
 
 @dataclass(frozen=True)
 class SessionRecords:
-    record: Instance
+    record: Instance | None  # None for a machine's session: its own record stands
     summary: Instance
 
 
@@ -38,9 +39,15 @@ def session_records_store(*, session: Session) -> SessionRecords:
     record_sop_instance_uid. Runs in the caller's transaction (session_record's): if
     anything fails, the session is not recorded either."""
     plan_ds = plan_dataset(session.plan)
+    summary = _store(summary_record_build(plan=session.plan, plan_ds=plan_ds))
+    if session.content_origin == ContentOrigin.DEVICE:
+        # The machine's own record is the session's record (rv.services.machine sets it);
+        # only the plan's summary is new.
+        audit_record(action="session.records", obj=session, user=None, details={
+            "record": session.record_sop_instance_uid, "summary": summary.sop_instance_uid})
+        return SessionRecords(record=None, summary=summary)
     build = brachy_record_build if session.plan.kind == Plan.Kind.BRACHY else beams_record_build
     record = _store(build(session=session, plan_ds=plan_ds))
-    summary = _store(summary_record_build(plan=session.plan, plan_ds=plan_ds))
     session.record_sop_instance_uid = record.sop_instance_uid
     session.save(update_fields=["record_sop_instance_uid"])
     audit_record(action="session.records", obj=session, user=session.recorded_by, details={

@@ -449,7 +449,8 @@ def _record(*, plan: Plan, machine: TreatmentMachine, fraction_number: int | Non
 
 def device_session_save(*, state: PlanState, machine: TreatmentMachine, fraction_number: int,
                         continuation: bool, beams: list[BeamInput], channels: list[ChannelInput],
-                        now: datetime, sender: str) -> tuple[Session, list[v.Violation]]:
+                        now: datetime, sender: str,
+                        record_sop_instance_uid: str = "") -> tuple[Session, list[v.Violation]]:
     """A session from a treatment machine's own record (content origin DEVICE), for
     rv.services.machine, which holds the plan row lock and read `state` under it.
 
@@ -466,6 +467,9 @@ def device_session_save(*, state: PlanState, machine: TreatmentMachine, fraction
                     recorded_by=None, authoriser=None, override=None, appointment=None,
                     now=now, state=state, content_origin=ContentOrigin.DEVICE,
                     username=sender)
+    if record_sop_instance_uid:  # the machine's record is this session's record
+        session.record_sop_instance_uid = record_sop_instance_uid
+        session.save(update_fields=["record_sop_instance_uid"])
     on_session_recorded(session)
     return session, violations
 

@@ -49,6 +49,11 @@ def test_a_machine_record_with_no_session_creates_a_verified_device_session(phys
     assert event.user is None and event.username == "LINAC1"
     assert event.details["content_origin"] == "DEVICE"
     assert AuditEvent.objects.filter(action="device_record.created").exists()
+    # the machine's record is the session's record; Verity adds only the plan's new summary
+    assert session.record_sop_instance_uid == record.instance.sop_instance_uid
+    generated = Instance.objects.filter(source="generated")
+    assert [i.series.modality for i in generated] == ["RTRECORD"]
+    assert generated.get().sop_class_uid == "1.2.840.10008.5.1.4.1.1.481.7"  # the summary
 
 
 def test_a_violation_in_a_machine_record_is_stored_not_verified_not_refused(physicist) -> None:  # type: ignore[no-untyped-def]
