@@ -25,9 +25,3 @@ class OutOfResources(StoreError):
 
 class DuplicateConflict(StoreError):
     status = 0x0111  # PS3.7 C.4: Duplicate SOP Instance (different object, same UID)
-
-
-class Rejected(StoreError):
-    """Understood and well formed, but refused by a rule of the clinical domain."""
-
-    status = 0xA900

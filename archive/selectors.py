@@ -28,5 +28,6 @@ def study_list_for_patient(*, patient: Patient) -> QuerySet[Study]:
 
 
 def series_list_for_study(*, study: Study) -> QuerySet[Series]:
-    return study.series.annotate(instance_count=Count("instances")).order_by(
-        "series_number", "series_instance_uid")
+    # the study page lists each series' instances: fetched in one query, not one per series
+    return study.series.annotate(instance_count=Count("instances")).prefetch_related(
+        "instances").order_by("series_number", "series_instance_uid")

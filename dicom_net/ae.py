@@ -127,13 +127,19 @@ class VerityAE(AE):
     """
 
     _NOBODY = ["\x00"]  # a title no peer can have: an empty list would let everyone in
+    # pynetdicom reads the property twice while negotiating one association, in that
+    # association's own thread: one query per association, kept for the thread's life.
+    _titles = threading.local()
 
     @property  # type: ignore[override]
     def require_calling_aet(self) -> list[str]:
         if settings.RV_ACCEPT_UNKNOWN_AE:
             return []
-        close_old_connections()
-        titles = list(Node.objects.values_list("ae_title", flat=True).distinct())
+        titles: list[str] | None = getattr(self._titles, "value", None)
+        if titles is None:
+            close_old_connections()
+            titles = list(Node.objects.values_list("ae_title", flat=True).distinct())
+            self._titles.value = titles
         return titles or self._NOBODY
 
     @require_calling_aet.setter

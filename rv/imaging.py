@@ -9,7 +9,6 @@ C.7.6.3.1.2 (Photometric Interpretation: MONOCHROME1 shows low values bright).
 
 from __future__ import annotations
 
-import hashlib
 import os
 import struct
 import tempfile
@@ -142,6 +141,3 @@ def render_instance(instance: archive.models.Instance, *, center: float | None =
     os.replace(tmp, path)  # a reader sees the old file or the whole new one
     return data
 
-
-def png_digest(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
