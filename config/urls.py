@@ -9,14 +9,20 @@ from rv.views import console as console_views
 from rv.views import history as history_views
 from rv.views import machine as machine_views
 from rv.views import plans as plan_views
+from rv.views import treat as treat_views
 from rv.views import users as user_views
 
 urlpatterns = [
     path("", console_views.home, name="home"),
     path("console/", console_views.machines, name="rv-console"),
     path("console/<str:machine>/", console_views.day, name="rv-console-day"),
-    path("console/<str:machine>/appointments/<int:pk>/record/", console_views.record,
+    path("console/<str:machine>/appointments/<int:pk>/check/", treat_views.check,
+         name="rv-console-check"),
+    path("console/<str:machine>/appointments/<int:pk>/record/", treat_views.record,
          name="rv-console-record"),
+    path("reviews/", treat_views.reviews, name="rv-reviews"),
+    path("sessions/<int:pk>/review/", treat_views.review, name="rv-session-review"),
+    path("plans/<int:pk>/couch/confirm/", treat_views.couch_confirm, name="rv-couch-confirm"),
     path("plans/<int:pk>/schedule/", console_views.schedule, name="rv-plan-schedule"),
     path("appointments/<int:pk>/", console_views.appointment_change,
          name="rv-appointment-change"),

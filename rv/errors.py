@@ -52,3 +52,9 @@ class OverrideRefused(PermissionDenied):
     def __init__(self, message: str, violations: list) -> None:  # type: ignore[type-arg]
         super().__init__(message)
         self.violations = list(violations)
+
+
+class HardStop(VerificationFailed):
+    """A violation nobody may override (plan not the approved revision, course suspended or
+    stopped, wrong patient, all fractions delivered, a machine neither planned nor
+    beam-matched, a day beyond tomorrow): nothing was saved and no override is offered."""

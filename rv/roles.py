@@ -34,6 +34,7 @@ REVIEW_IMAGE = "review_image"
 ASSIGN_RECORD = "assign_record"
 REVIEW_RECORD = "review_record"
 VIEW_HISTORY = "view_history"
+CONFIRM_COUCH = "confirm_couch"
 
 PERMISSIONS: dict[str, tuple[str, ...]] = {
     SCHEDULE: (THERAPIST, PHYSICIST),
@@ -50,6 +51,8 @@ PERMISSIONS: dict[str, tuple[str, ...]] = {
     REVIEW_RECORD: (PHYSICIST, PHYSICIAN),
     # Treatment history across patients (issue 7); physicians too: they prescribe and sign.
     VIEW_HISTORY: (ADMIN, PHYSICIST, PHYSICIAN),
+    # A second person confirms couch positions captured at fraction 1 (issue 11).
+    CONFIRM_COUCH: (THERAPIST, PHYSICIST),
 }
 
 # What each action is called in a refusal ("Only a therapist may record a treatment session.")
@@ -63,6 +66,7 @@ ACTION_WORDS: dict[str, str] = {
     ASSIGN_RECORD: "assign a treatment record to a plan",
     REVIEW_RECORD: "review what a treatment record flagged",
     VIEW_HISTORY: "view the treatment history",
+    CONFIRM_COUCH: "confirm captured couch positions",
 }
 
 

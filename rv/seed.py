@@ -10,6 +10,7 @@ made up; nothing here is a real patient.
 
 from __future__ import annotations
 
+import json
 import random
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -77,6 +78,14 @@ class Size:
         return round(self.patients * self.courses_per_patient * self.fractions_per_course)
 
 
+def _db_default(f: models.Field) -> Any:  # type: ignore[type-arg]
+    """A column's default as COPY and executemany take it (JSON as its text)."""
+    if not f.has_default():
+        return ""
+    value = f.get_default()
+    return json.dumps(value) if isinstance(f, models.JSONField) else value
+
+
 class _Table:
     """Writes rows of one model: the given columns, plus every other non-null column at its
     Python default (COPY and executemany see no Django defaults)."""
@@ -87,7 +96,7 @@ class _Table:
         self.cols = list(cols)
         extra = [f for name, f in fields.items() if name not in cols and not f.primary_key
                  and (f.has_default() or not f.null)]
-        self.const = tuple(f.get_default() if f.has_default() else "" for f in extra)
+        self.const = tuple(_db_default(f) for f in extra)
         self.columns = [fields[c].column for c in self.cols] + [f.column for f in extra]
         self.next_id = (model._default_manager.aggregate(m=models.Max("id"))["m"] or 0) + 1
 

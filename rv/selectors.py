@@ -27,6 +27,30 @@ def plan_fractions_delivered(*, plan: Plan) -> int:
             .values("fraction_number").distinct().count())
 
 
+def plan_newest_revision(*, plan: Plan) -> Plan:
+    """The newest revision of the plan's chain (whatever its status)."""
+    while (newer := Plan.objects.filter(previous_revision=plan).order_by("revision").last()
+           ) is not None:
+        plan = newer
+    return plan
+
+
+def plan_to_treat(*, plan: Plan) -> Plan:
+    """The revision to treat, one answer for the console, the API, the schedule and machine
+    records: the newest APPROVED revision of the plan's chain. A newer RECEIVED revision
+    changes nothing until it is approved; once approved it takes over from the next
+    fraction, while a fraction begun on a revision finishes on it. With no approved
+    revision, the newest one (which the set-up check then stops: not approved)."""
+    chain = plan_newest_revision(plan=plan).revision_chain()
+    ids = [p.pk for p in chain]
+    last = (Session.objects.filter(plan_id__in=ids).order_by("-treated_at", "-id")
+            .select_related("plan").first())
+    if last is not None and not last.fraction_complete and \
+            last.plan.status in (Plan.Status.APPROVED, Plan.Status.SUPERSEDED):
+        return last.plan
+    return next((p for p in chain if p.status == Plan.Status.APPROVED), chain[0])
+
+
 def delivered_dose_by_reference(*, plan: Plan) -> dict[int, float]:
     """Dose delivered so far (Gy) to each dose reference, by dose reference number, over the
     plan's revision chain: the cumulative dose stored with the latest session."""
@@ -69,17 +93,32 @@ def plan_detail(*, pk: int) -> Plan:
 def day_list(*, machine_id: int, day: date) -> list[dict[str, object]]:
     """The console's first page: each appointment on the machine that day, with patient,
     plan, fraction n of N and status."""
-    from rv.models import Appointment
+    from django.utils import timezone
 
+    from rv.models import Appointment, SetupClearance
+
+    cleared = set(SetupClearance.objects.filter(
+        machine_id=machine_id, session__isnull=True, checked_at__date=timezone.localdate())
+        .values_list("appointment_id", flat=True))
     rows = []
     for a in (Appointment.objects.filter(machine_id=machine_id, date=day)
               .exclude(status=Appointment.Status.CANCELLED)
               .select_related("plan__patient", "plan__course")
               .prefetch_related("plan__fraction_groups").order_by("time", "id")):
-        rows.append({"appointment": a, "patient": a.plan.patient, "plan": a.plan,
-                     "fraction": a.fraction_number, "of": a.plan.fractions_planned,
+        plan = plan_to_treat(plan=a.plan)  # the record page shows the same revision
+        rows.append({"appointment": a, "patient": plan.patient, "plan": plan,
+                     "fraction": a.fraction_number, "of": plan.fractions_planned,
+                     "cleared": a.pk in cleared,
                      "course_status": a.plan.course.get_treatment_status_display()})
     return rows
+
+
+def sessions_to_review() -> QuerySet[Session]:
+    """Sessions flagged NOT_VERIFIED (recorded with differences, or with no set-up check)
+    that no physicist or physician has reviewed yet, oldest first."""
+    return (Session.objects.filter(verification_status="NOT_VERIFIED", reviewed_at=None)
+            .select_related("plan__patient", "machine", "recorded_by")
+            .order_by("treated_at", "id"))
 
 
 def plan_sessions(*, plan: Plan) -> QuerySet[Session]:

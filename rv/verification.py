@@ -23,9 +23,18 @@ FRACTION_INTERVAL = "fraction_interval"
 METERSET = "meterset"
 MACHINE_PARAMETER = "machine_parameter"
 CUMULATIVE_DOSE = "cumulative_dose"
+COURSE_NOT_ACTIVE = "course_not_active"
+PATIENT_MISMATCH = "patient_mismatch"
+COUCH_REFERENCE = "couch_reference"
+NO_CLEARANCE = "no_setup_check"
 
 # Rules about the whole session (the interval's "actual" moves with the clock).
-SESSION_RULES = (PLAN_NOT_APPROVED, FRACTION_COUNT, FRACTION_INTERVAL, CUMULATIVE_DOSE)
+SESSION_RULES = (PLAN_NOT_APPROVED, FRACTION_COUNT, FRACTION_INTERVAL, CUMULATIVE_DOSE,
+                 COURSE_NOT_ACTIVE, PATIENT_MISMATCH, NO_CLEARANCE)
+# Hard stops: nobody can override them (docs/safety.md). The rest need a physicist's or
+# physician's override at the set-up check, or flag a record for review.
+HARD_STOPS = frozenset({PLAN_NOT_APPROVED, WRONG_MACHINE, FRACTION_COUNT, COURSE_NOT_ACTIVE,
+                        PATIENT_MISMATCH})
 
 ANGLES = ("gantry_angle", "collimator_angle", "couch_angle")
 POSITIONS = ("table_top_vertical", "table_top_longitudinal", "table_top_lateral")
@@ -44,10 +53,15 @@ class Violation:
     # The beam (channel) the violation concerns, as named in its facts; "" for session rules.
     subject: str = ""
 
+    @property
+    def hard(self) -> bool:
+        """A hard stop: no override exists for it."""
+        return self.rule in HARD_STOPS
+
     def as_dict(self) -> dict[str, object]:
         return {"rule": self.rule, "parameter": self.parameter, "planned": self.planned,
                 "actual": self.actual, "tolerance": self.tolerance, "message": self.message,
-                "subject": self.subject}
+                "subject": self.subject, "hard": self.hard}
 
     def key(self) -> str:
         """What an override must name to cover this violation: rule and parameter, and for
@@ -118,14 +132,46 @@ def check_plan_status(*, status: str) -> list[Violation]:
     if status == "APPROVED":
         return []
     return [Violation(PLAN_NOT_APPROVED, "plan status", "APPROVED", status, None,
-                      f"The plan is {status}, not approved for treatment.")]
+                      f"The plan is {status}, not the approved revision to treat.")]
 
 
-def check_machine(*, beam: str, planned: str, actual: str) -> list[Violation]:
-    if planned.strip().upper() == actual.strip().upper():
+def check_course_status(*, status: str) -> list[Violation]:
+    if status not in ("SUSPENDED", "STOPPED", "COMPLETED"):
+        return []
+    return [Violation(COURSE_NOT_ACTIVE, "course treatment status", "ON_TREATMENT", status,
+                      None, f"The course is {status}: a physicist or physician must resume it "
+                      "before treatment.")]
+
+
+def check_patient(*, planned: str, actual: str | None) -> list[Violation]:
+    if actual is None or planned.strip() == actual.strip():
+        return []
+    return [Violation(PATIENT_MISMATCH, "Patient ID", planned, actual, None,
+                      f"The plan is for patient {planned}, not {actual}.")]
+
+
+def check_machine(*, beam: str, planned: str, actual: str,
+                  matched: frozenset[str] = frozenset()) -> list[Violation]:
+    """The beam's planned machine, or one a physicist declared beam-matched to it
+    (`matched`: upper-case names of the machines matched to the planned one)."""
+    if planned.strip().upper() == actual.strip().upper() or actual.strip().upper() in matched:
         return []
     return [Violation(WRONG_MACHINE, f"{beam}: treatment machine", planned, actual, None,
-                      f"{beam} is planned on {planned}, not {actual}.")]
+                      f"{beam} is planned on {planned}, not {actual} (nor a machine "
+                      "beam-matched to it).")]
+
+
+def meterset_tolerance(*, table: float | None, machine_absolute: float | None,
+                       machine_percent: float | None, specified: float) -> float:
+    """The meterset tolerance of a beam: its tolerance table's where it gives one, else the
+    machine's default policy, absolute and/or percent of the specified meterset (both given:
+    the larger, "1 MU or 2 %"); none at all: zero."""
+    if table is not None:
+        return max(0.0, float(table))
+    options = [float(machine_absolute)] if machine_absolute is not None else []
+    if machine_percent is not None:
+        options.append(float(machine_percent) / 100.0 * abs(float(specified)))
+    return max(options) if options else 0.0
 
 
 def check_fraction_number(*, fraction_number: int, fractions_planned: int | None
@@ -278,6 +324,21 @@ class BeamDelivery:
     unit: str = "MU"
 
 
+def check_couch_reference(*, beam: str, pending: bool) -> list[Violation]:
+    """Table-top positions captured at fraction 1 are the reference once a second person has
+    confirmed them; until then the set-up cannot be checked against them."""
+    if not pending:
+        return []
+    return [Violation(COUCH_REFERENCE, f"{beam}: couch reference", "confirmed", "unconfirmed",
+                      None, f"{beam}: the table positions captured at fraction 1 await a "
+                      "second person's confirmation.")]
+
+
+def check_no_clearance() -> list[Violation]:
+    return [Violation(NO_CLEARANCE, "set-up check", "cleared", "none", None,
+                      "Recorded without a set-up check before beam-on (e.g. downtime).")]
+
+
 @dataclass(frozen=True)
 class SessionFacts:
     plan_status: str
@@ -290,11 +351,19 @@ class SessionFacts:
     beams: tuple[BeamDelivery, ...]
     dose_references: tuple[DoseReferenceState, ...] = ()
     continuation: bool = False
+    course_status: str = "ON_TREATMENT"
+    planned_patient: str = ""
+    actual_patient: str | None = None
+    # Upper-case names of the machines a physicist declared beam-matched to each planned one.
+    matched_machines: frozenset[str] = frozenset()
+    couch_pending: frozenset[str] = frozenset()  # beams whose couch reference awaits a 2nd person
 
 
-def verify_session(facts: SessionFacts) -> list[Violation]:
-    """Every rule, in the order a therapist reads them; an empty list means VERIFIED."""
+def verify_setup(facts: SessionFacts) -> list[Violation]:
+    """Before beam-on: hard stops first, then what an override may let through."""
     out = check_plan_status(status=facts.plan_status)
+    out += check_course_status(status=facts.course_status)
+    out += check_patient(planned=facts.planned_patient, actual=facts.actual_patient)
     out += check_fraction_number(fraction_number=facts.fraction_number,
                                  fractions_planned=facts.fractions_planned)
     if not facts.continuation:  # a continuation completes a fraction already begun
@@ -302,13 +371,34 @@ def verify_session(facts: SessionFacts) -> list[Violation]:
                               minimum=facts.minimum_interval)
     for beam in facts.beams:
         found = check_machine(beam=beam.beam, planned=beam.planned_machine,
-                              actual=facts.machine)
-        found += check_meterset(beam=beam.beam, specified=beam.specified_meterset,
-                                delivered_before=beam.delivered_before,
-                                delivered=beam.delivered_meterset, complete=beam.complete,
-                                tolerance=beam.tolerance.limit("meterset"), unit=beam.unit)
+                              actual=facts.machine, matched=facts.matched_machines)
+        found += check_machine_parameters(beam=beam.beam, planned=beam.planned_setting,
+                                          actual=beam.actual_setting, tolerance=beam.tolerance)
+        found += check_couch_reference(beam=beam.beam, pending=beam.beam in facts.couch_pending)
+        out += [replace(v, subject=beam.beam) for v in found]
+    out += check_cumulative_dose(references=facts.dose_references)
+    return out
+
+
+def verify_record(facts: SessionFacts) -> list[Violation]:
+    """After beam-on: what was delivered against what was left, the parameters the record
+    carries, and the dose so far. Findings flag the session for review; nothing is refused."""
+    out: list[Violation] = []
+    for beam in facts.beams:
+        found = check_meterset(beam=beam.beam, specified=beam.specified_meterset,
+                               delivered_before=beam.delivered_before,
+                               delivered=beam.delivered_meterset, complete=beam.complete,
+                               tolerance=beam.tolerance.limit("meterset"), unit=beam.unit)
         found += check_machine_parameters(beam=beam.beam, planned=beam.planned_setting,
                                           actual=beam.actual_setting, tolerance=beam.tolerance)
         out += [replace(v, subject=beam.beam) for v in found]
     out += check_cumulative_dose(references=facts.dose_references)
     return out
+
+
+def verify_session(facts: SessionFacts) -> list[Violation]:
+    """Every rule, set-up and record, in the order a therapist reads them (a machine's own
+    record, checked after the fact); an empty list means VERIFIED."""
+    setup = verify_setup(facts)
+    seen = {(x.rule, x.parameter) for x in setup}
+    return setup + [x for x in verify_record(facts) if (x.rule, x.parameter) not in seen]

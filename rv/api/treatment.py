@@ -8,7 +8,7 @@ from datetime import date
 from typing import Any
 
 from django_filters import rest_framework as filters
-from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import exceptions, mixins, permissions, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
@@ -16,6 +16,7 @@ from rest_framework.response import Response
 
 from rv import errors
 from rv.api.history import AuditCursorPagination, SessionCursorPagination
+from rv.api.treat_inputs import RequestInvalid, SessionIn, session_request
 from rv.filters import AuditEventFilter, day_from, day_to
 from rv.models import (
     Appointment,
@@ -26,12 +27,11 @@ from rv.models import (
     Plan,
     Session,
     SessionDose,
-    TerminationStatus,
     TreatmentMachine,
 )
 from rv.roles import VIEW_AUDIT, may
 from rv.services import schedule as schedule_services
-from rv.services.sessions import BeamInput, ChannelInput, OverrideInput, session_record
+from rv.services.sessions import session_record, session_review
 
 # --- output shapes -------------------------------------------------------------------------
 
@@ -66,8 +66,9 @@ class OverrideSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Override
-        fields = ["id", "beam_delivery", "channel_delivery", "authorised_by", "reason", "rule",
-                  "parameter", "planned", "actual", "tolerance", "message", "at"]
+        fields = ["id", "beam_delivery", "channel_delivery", "clearance", "authorised_by",
+                  "reason", "rule", "subject", "parameter", "planned", "actual", "tolerance",
+                  "message", "at"]
 
 
 class SessionDoseSerializer(serializers.ModelSerializer):
@@ -83,6 +84,8 @@ class SessionDoseSerializer(serializers.ModelSerializer):
 class SessionSerializer(serializers.ModelSerializer):
     machine = serializers.SlugRelatedField(slug_field="name", read_only=True)
     recorded_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    reviewed_by = serializers.SlugRelatedField(slug_field="username", read_only=True,
+                                               allow_null=True)
     patient = serializers.IntegerField(source="plan.patient_id", read_only=True)
     beams = BeamDeliverySerializer(many=True, read_only=True)
     channels = ChannelDeliverySerializer(many=True, read_only=True)
@@ -94,7 +97,8 @@ class SessionSerializer(serializers.ModelSerializer):
         fields = ["id", "plan", "patient", "machine", "appointment", "fraction_number",
                   "continuation", "fraction_complete", "treated_at", "recorded_by",
                   "identity_confirmed", "verification_status", "content_origin",
-                  "record_sop_instance_uid", "beams", "channels", "overrides", "doses"]
+                  "record_sop_instance_uid", "clearance", "findings", "reviewed_by",
+                  "reviewed_at", "review_comment", "beams", "channels", "overrides", "doses"]
 
 
 class AppointmentSerializer(serializers.ModelSerializer):
@@ -116,67 +120,9 @@ class AuditEventSerializer(serializers.ModelSerializer):
                   "details"]
 
 
-# --- input shapes --------------------------------------------------------------------------
-
-
-class BeamIn(serializers.Serializer):
-    beam = serializers.IntegerField(help_text="Beam Number in the plan")
-    delivered_meterset = serializers.FloatField()
-    termination_status = serializers.ChoiceField(TerminationStatus.choices,
-                                                 default=TerminationStatus.NORMAL)
-    gantry_angle = serializers.FloatField(required=False, allow_null=True)
-    collimator_angle = serializers.FloatField(required=False, allow_null=True)
-    couch_angle = serializers.FloatField(required=False, allow_null=True)
-    table_top_vertical = serializers.FloatField(required=False, allow_null=True)
-    table_top_longitudinal = serializers.FloatField(required=False, allow_null=True)
-    table_top_lateral = serializers.FloatField(required=False, allow_null=True)
-
-
-class InterruptionIn(serializers.Serializer):
-    after_seconds = serializers.FloatField(default=0.0)
-    duration_seconds = serializers.FloatField(default=0.0)
-    reason = serializers.CharField(allow_blank=True, default="", max_length=200)
-
-
-class ChannelIn(serializers.Serializer):
-    setup = serializers.IntegerField(help_text="Application Setup Number")
-    channel = serializers.IntegerField(help_text="Channel Number")
-    delivered_time = serializers.FloatField(help_text="seconds")
-    termination_status = serializers.ChoiceField(TerminationStatus.choices,
-                                                 default=TerminationStatus.NORMAL)
-    interruptions = InterruptionIn(many=True, required=False)
-
-
-class OverrideIn(serializers.Serializer):
-    username = serializers.CharField(help_text="the authorising physicist or physician")
-    password = serializers.CharField(help_text="their password, entered again")
-    reason = serializers.CharField()
-    violation_keys = serializers.ListField(
-        child=serializers.CharField(), help_text="the `key` of each violation authorised, "
-        "as a 422 answer listed them")
-
-
-class SessionIn(serializers.Serializer):
-    plan = serializers.IntegerField()
-    machine = serializers.CharField(help_text="Treatment Machine Name")
-    fraction_number = serializers.IntegerField(required=False, allow_null=True,
-                                               help_text="default: the next one")
-    appointment = serializers.IntegerField(required=False, allow_null=True)
-    identity_confirmed = serializers.BooleanField()
-    beams = BeamIn(many=True, required=False)
-    channels = ChannelIn(many=True, required=False)
-    override = OverrideIn(required=False, allow_null=True)
-
-
-ViolationOut = inline_serializer("Violation", {
-    "rule": serializers.CharField(), "parameter": serializers.CharField(),
-    "planned": serializers.CharField(allow_null=True),
-    "actual": serializers.CharField(allow_null=True),
-    "tolerance": serializers.CharField(allow_null=True), "message": serializers.CharField(),
-    "subject": serializers.CharField(), "key": serializers.CharField()}, many=True)
-Blocked = inline_serializer("SessionBlocked", {"message": serializers.CharField(),
-                                               "violations": ViolationOut})
 Message = inline_serializer("ErrorMessage", {"message": serializers.CharField()})
+ReviewIn = inline_serializer("SessionReviewRequest", {
+    "password": serializers.CharField(), "comment": serializers.CharField()})
 
 
 def _conflict(message: str) -> exceptions.APIException:
@@ -215,55 +161,38 @@ class SessionViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
     ordering_fields = ["treated_at"]
 
     @extend_schema(request=SessionIn, responses={
-        201: SessionSerializer, 400: Message, 403: Message, 409: Message,
-        422: OpenApiResponse(Blocked, description="verification found violations that no "
-                             "override covers; nothing was saved")},
-        description="Record a treatment session (therapist), through the same service as "
-                    "the console. To override, send again with `override` naming the "
-                    "violations' keys, signed by a physicist or physician.")
+        201: SessionSerializer, 400: Message, 403: Message, 409: Message},
+        description="Record what was delivered after beam-on (therapist), through the same "
+                    "service as the console: stored as delivered, always. Give the set-up "
+                    "check's `clearance`; without one (downtime) the session is NOT_VERIFIED. "
+                    "Differences from the plan beyond tolerance flag it NOT_VERIFIED for a "
+                    "physicist's review. Input that cannot be a delivery is 400.")
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         data_in = SessionIn(data=request.data)
         data_in.is_valid(raise_exception=True)
         d: dict[str, Any] = data_in.validated_data
-        plan = Plan.objects.filter(pk=d["plan"]).first()
-        machine = TreatmentMachine.objects.filter(name=d["machine"]).first()
-        if plan is None or machine is None:
-            raise exceptions.ValidationError({"plan" if plan is None else "machine":
-                                              "no such plan or machine"})
-        beams = {b.number: b for b in plan.beams.select_related("machine", "tolerance_table")}
-        channels = {(c.setup.number, c.number): c for s in plan.application_setups.all()
-                    for c in s.channels.select_related("setup__machine")}
         try:
-            b_in = [BeamInput(beam=beams[b.pop("beam")], **b) for b in d.get("beams", [])]
-            c_in = [ChannelInput(channel=channels[(c.pop("setup"), c.pop("channel"))],
-                                 interruptions=tuple(c.pop("interruptions", [])), **c)
-                    for c in d.get("channels", [])]
-        except KeyError as exc:
-            raise exceptions.ValidationError(
-                {"beams": f"no beam or channel {exc.args[0]} in this plan"}) from None
-        o = d.get("override")
-        override = OverrideInput(username=o["username"], password=o["password"],
-                                 reason=o["reason"],
-                                 violation_keys=tuple(o["violation_keys"])) if o else None
-        appointment = Appointment.objects.filter(pk=d.get("appointment") or 0).first()
-        try:
-            session = session_record(
-                plan=plan, machine=machine, fraction_number=d.get("fraction_number"),
-                beams=b_in, channels=c_in, recorded_by=request.user,
-                identity_confirmed=d["identity_confirmed"], override=override,
-                appointment=appointment)
-        except errors.VerificationFailed as exc:
-            return Response({"message": exc.message, "violations": [
-                {**x.as_dict(), "key": x.key()} for x in exc.violations]},
-                status=status.HTTP_422_UNPROCESSABLE_ENTITY)
-        except errors.PermissionDenied as exc:
-            raise exceptions.PermissionDenied(exc.message) from exc
-        except errors.Conflict as exc:
-            raise _conflict(exc.message) from exc
-        except errors.ValidationError as exc:
-            raise exceptions.ValidationError({"detail": exc.message}) from exc
+            req = session_request(d)
+        except RequestInvalid as exc:
+            raise errors.ValidationError(str(exc)) from None
+        session = session_record(request=req, recorded_by=request.user,
+                                 clearance=d.get("clearance"),
+                                 date_reason=d.get("date_reason", ""))
         return Response(SessionSerializer(self.get_queryset().get(pk=session.pk)).data,
                         status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=ReviewIn, responses={200: SessionSerializer, 400: Message,
+                                                403: Message, 409: Message},
+                   description="A physicist or physician reviews a NOT_VERIFIED session, "
+                   "signing with their password.")
+    @action(detail=True, methods=["post"])
+    def review(self, request: Request, pk: str | None = None) -> Response:
+        checked = type(ReviewIn)(data=request.data)
+        checked.is_valid(raise_exception=True)
+        session = session_review(session=self.get_object(), user=request.user,
+                                 password=checked.validated_data["password"],
+                                 comment=checked.validated_data["comment"])
+        return Response(SessionSerializer(self.get_queryset().get(pk=session.pk)).data)
 
 
 ScheduleIn = inline_serializer("ScheduleRequest", {

@@ -1,13 +1,16 @@
 from django.urls import include, path
 from rest_framework.routers import DefaultRouter
 
-from rv.api import auth, history, plans, treatment
+from rv.api import auth, history, plans, setup, treatment
 
 router = DefaultRouter()
 router.register("patients", plans.PatientViewSet, basename="patient")
 router.register("courses", plans.CourseViewSet, basename="course")
 router.register("plans", plans.PlanViewSet, basename="plan")
+router.register("setup-checks", setup.SetupCheckViewSet, basename="setup-check")
 router.register("sessions", treatment.SessionViewSet, basename="session")
+router.register("machines", setup.MachineViewSet, basename="machine")
+router.register("machine-groups", setup.MachineGroupViewSet, basename="machine-group")
 router.register("appointments", treatment.AppointmentViewSet, basename="appointment")
 router.register("audit-events", treatment.AuditEventViewSet, basename="audit-event")
 router.register("records", history.RecordViewSet, basename="record")

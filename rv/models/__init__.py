@@ -1,6 +1,7 @@
 """The clinical models of rv, one small module per subject (DESIGN.md: no god files)."""
 
 from rv.models.audit import AuditEvent
+from rv.models.clearance import CouchReference, MachineGroup, SetupClearance
 from rv.models.device import DeviceRecord, RTImageLink
 from rv.models.machine import ToleranceTable, TreatmentMachine
 from rv.models.patient import Course, Patient
@@ -34,4 +35,5 @@ __all__ = [
     "DeviceRecord", "RTImageLink",
     "DoseReference", "FractionGroup", "FractionGroupBeam", "FractionGroupBrachySetup",
     "Patient", "Plan", "ToleranceTable", "TreatmentMachine",
+    "CouchReference", "MachineGroup", "SetupClearance",
 ]

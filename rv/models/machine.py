@@ -24,6 +24,12 @@ class TreatmentMachine(models.Model):
     name = models.CharField(max_length=64, unique=True)
     manufacturer = models.CharField(max_length=64, blank=True)
     model_name = models.CharField(max_length=64, blank=True)
+    # The physicist's meterset tolerance policy, for beams whose tolerance table gives none
+    # (every table a TPS sends: DICOM tables have no meterset field). Both: the larger.
+    meterset_tolerance_mu = models.FloatField(null=True, blank=True,
+                                              help_text="absolute, in the beam's unit")
+    meterset_tolerance_percent = models.FloatField(null=True, blank=True,
+                                                   help_text="% of the specified meterset")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -99,6 +99,16 @@ class Session(models.Model):
                                       default=ContentOrigin.USER)
     # Filled by the record builder (on_session_recorded) once a DICOM record exists.
     record_sop_instance_uid = models.CharField(max_length=64, blank=True)
+    clearance = models.OneToOneField("rv.SetupClearance", null=True, blank=True,
+                                     on_delete=models.PROTECT, related_name="session",
+                                     help_text="the set-up check before beam-on")
+    # Differences found when the delivery was recorded (Violation.as_dict() values): each
+    # flags the session NOT_VERIFIED until a physicist or physician reviews it.
+    findings = models.JSONField(default=list, blank=True)
+    reviewed_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
+                                    on_delete=models.PROTECT, related_name="+")
+    reviewed_at = models.DateTimeField(null=True, blank=True)
+    review_comment = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -194,7 +204,11 @@ class Override(models.Model):
     `beam_delivery` / `channel_delivery` is None for a session-wide rule (interval,
     fraction count, plan status, cumulative dose)."""
 
-    session = models.ForeignKey(Session, on_delete=models.PROTECT, related_name="overrides")
+    session = models.ForeignKey(Session, null=True, blank=True, on_delete=models.PROTECT,
+                                related_name="overrides",
+                                help_text="set when the cleared session is recorded")
+    clearance = models.ForeignKey("rv.SetupClearance", null=True, blank=True,
+                                  on_delete=models.PROTECT, related_name="overrides")
     beam_delivery = models.ForeignKey(BeamDelivery, null=True, blank=True,
                                       on_delete=models.PROTECT, related_name="overrides")
     channel_delivery = models.ForeignKey(ChannelDelivery, null=True, blank=True,
@@ -203,6 +217,8 @@ class Override(models.Model):
                                       related_name="+")
     reason = models.TextField()
     rule = models.CharField(max_length=32)
+    subject = models.CharField(max_length=200, blank=True,
+                               help_text="the beam (channel) as the violation named it")
     parameter = models.CharField(max_length=200)
     planned = models.CharField(max_length=200, blank=True)
     actual = models.CharField(max_length=200, blank=True)

@@ -39,6 +39,8 @@ from rv.models import (
 from rv.roles import ASSIGN_RECORD, REVIEW_RECORD, require
 from rv.services.audit import audit_record
 from rv.services.sessions import BeamInput, ChannelInput, device_session_save, plan_state
+from rv.treatment_request import SETTING_FIELDS
+from rv.verification import MachineSetting
 
 TREATMENT_RECORD_SOP_CLASSES = frozenset({
     RTBeamsTreatmentRecordStorage, RTIonBeamsTreatmentRecordStorage,
@@ -47,8 +49,14 @@ TREATMENT_RECORD_SOP_CLASSES = frozenset({
 # What counts as a difference between the console's session and the machine's record.
 METERSET_SLACK = 0.05   # MU (or minutes, or seconds for channels)
 ANGLE_SLACK = 0.1       # degrees
-ANGLES = (("gantry_angle", "GantryAngle"), ("collimator_angle", "BeamLimitingDeviceAngle"),
-          ("couch_angle", "PatientSupportAngle"))
+POSITION_SLACK = 0.5    # mm
+# Each recorded machine parameter (rv.treatment_request.SETTING_FIELDS) and its keyword in a
+# control point of the machine's record (PS3.3 C.8.8.21 Control Point Delivery Sequence).
+PARAMETERS = (("gantry_angle", "GantryAngle"), ("collimator_angle", "BeamLimitingDeviceAngle"),
+              ("couch_angle", "PatientSupportAngle"),
+              ("table_top_vertical", "TableTopVerticalPosition"),
+              ("table_top_longitudinal", "TableTopLongitudinalPosition"),
+              ("table_top_lateral", "TableTopLateralPosition"))
 
 User = AbstractBaseUser | AnonymousUser
 S = DeviceRecord.Status
@@ -139,7 +147,7 @@ def record_parse(ds: Dataset) -> ParsedRecord:
             "specified": _float(item.get("SpecifiedPrimaryMeterset")),
             "termination": _termination(item), "delivery_type": delivery_type,
             "verification": str(item.get("TreatmentVerificationStatus", "") or "")}
-        for name, keyword in ANGLES:
+        for name, keyword in PARAMETERS:
             beam[name] = _float(first.get(keyword))
         beams.append(beam)
     channels = []
@@ -267,9 +275,8 @@ def _inputs(record: DeviceRecord, plan: Plan) -> tuple[list[BeamInput], list[Cha
             raise ValidationError(f"Beam {b['beam']} is not a beam of plan {plan.label}.")
         b_in.append(BeamInput(beam=beams[b["beam"]], delivered_meterset=b["delivered"],
                               termination_status=b["termination"],
-                              gantry_angle=b.get("gantry_angle"),
-                              collimator_angle=b.get("collimator_angle"),
-                              couch_angle=b.get("couch_angle")))
+                              setting=MachineSetting(**{
+                                  n: b.get(n) for n in SETTING_FIELDS})))
     c_in = []
     for c in record.content.get("channels", []):
         channel = BrachyChannel.objects.filter(setup__plan=plan, setup__number=c["setup"],
@@ -344,8 +351,12 @@ def _reconcile(record: DeviceRecord, session: Session, *, done: str | None) -> N
     record.status = done or (S.RECONCILED if record.differences else S.MATCHED)
 
 
-def _differs_angle(a: float | None, b: float | None) -> bool:
-    return a is not None and b is not None and v.angle_difference(a, b) > ANGLE_SLACK
+def _differs(attr: str, a: float | None, b: float | None) -> bool:
+    if a is None or b is None:
+        return False
+    if attr in v.ANGLES:
+        return v.angle_difference(a, b) > ANGLE_SLACK
+    return abs(a - b) > POSITION_SLACK
 
 
 def differences(*, session: Session, content: dict[str, Any]) -> list[dict[str, Any]]:
@@ -368,8 +379,8 @@ def differences(*, session: Session, content: dict[str, Any]) -> list[dict[str, 
         if bd.termination_status != b["termination"]:
             out.append({"beam": name, "field": "termination status",
                         "recorded": bd.termination_status, "device": b["termination"]})
-        for attr, _kw in ANGLES:
-            if _differs_angle(getattr(bd, attr), b.get(attr)):
+        for attr, _kw in PARAMETERS:
+            if _differs(attr, getattr(bd, attr), b.get(attr)):
                 out.append({"beam": name, "field": attr.replace("_", " "),
                             "recorded": getattr(bd, attr), "device": b.get(attr)})
     for number, bd in recorded.items():

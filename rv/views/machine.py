@@ -16,10 +16,11 @@ from archive.models import Instance
 from rv.errors import DomainError
 from rv.imaging import CannotRender, render_instance
 from rv.models import DeviceRecord, Plan, RTImageLink, Session
-from rv.roles import ASSIGN_RECORD, REVIEW_IMAGE, may
+from rv.roles import ASSIGN_RECORD, REVIEW_IMAGE, REVIEW_RECORD, may
 from rv.selectors import session_rt_images, unmatched_device_records
 from rv.services.images import rt_image_review
 from rv.services.machine import device_record_assign, device_record_review
+from rv.treatment_request import SETTING_FIELDS, SETTING_WORDS
 
 
 def _window(request: HttpRequest) -> tuple[float | None, float | None]:
@@ -35,10 +36,15 @@ def _window(request: HttpRequest) -> tuple[float | None, float | None]:
 def session_page(request: HttpRequest, pk: int) -> HttpResponse:
     session = get_object_or_404(
         Session.objects.select_related("plan__patient", "machine", "recorded_by")
+        .select_related("clearance__checked_by", "reviewed_by")
         .prefetch_related("beams__beam", "channels__channel", "channels__setup",
-                          "overrides__authorised_by"), pk=pk)
+                          "overrides__authorised_by", "doses__dose_reference"), pk=pk)
+    for b in session.beams.all():
+        b.settings = [getattr(b, n) for n in SETTING_FIELDS]  # type: ignore[attr-defined]
     return render(request, "rv/session.html", {
         "session": session, "plan": session.plan,
+        "setting_words": [SETTING_WORDS[n] for n in SETTING_FIELDS],
+        "may_review": may(request.user, REVIEW_RECORD),
         "records": session.device_records.select_related("instance").order_by("created_at"),
         "images": session_rt_images(session=session)})
 

@@ -22,9 +22,9 @@ from rv.forms import (
     ReasonForm,
     ToleranceTableForm,
 )
-from rv.models import Appointment, Beam, Course, Patient, Plan, ToleranceTable
+from rv.models import Appointment, Beam, CouchReference, Course, Patient, Plan, ToleranceTable
 from rv.models.machine import TOLERANCE_FIELDS
-from rv.roles import COURSE_STATUS, PHYSICIAN, PHYSICIST, SCHEDULE, has_role, may
+from rv.roles import CONFIRM_COUCH, COURSE_STATUS, PHYSICIAN, PHYSICIST, SCHEDULE, has_role, may
 from rv.selectors import (
     course_list_for_patient,
     delivered_dose_by_reference,
@@ -39,7 +39,7 @@ from rv.selectors import (
 )
 from rv.services import plans as plan_services
 from rv.services import tolerance as tolerance_services
-from rv.services.sessions import course_treatment_status_set
+from rv.services.course_status import course_treatment_status_set
 from rv.views.charts import dose_chart_svg
 
 
@@ -95,7 +95,10 @@ def plan_page(request: HttpRequest, pk: int) -> HttpResponse:
         "dose_chart": dose_chart_svg(dose_chart(plan=plan)),
         "delivered_dose": delivered_dose_by_reference(plan=plan),
         "appointments": Appointment.objects.filter(plan_id__in=chain).select_related(
-            "machine").order_by("fraction_number", "date"),
+            "machine").prefetch_related("sessions").order_by("fraction_number", "date"),
+        "couch_refs": CouchReference.objects.filter(plan_id__in=chain).select_related(
+            "captured_by", "confirmed_by").order_by("beam_number"),
+        "may_confirm_couch": may(request.user, CONFIRM_COUCH),
         "machines": sorted(machines, key=lambda m: m.name),
         "may_schedule": may(request.user, SCHEDULE),
         "may_course_status": may(request.user, COURSE_STATUS),

@@ -16,7 +16,7 @@ from pynetdicom.sop_class import (
 
 from rv.models import Session
 from rv.services.plans import plan_approve
-from rv.services.sessions import BeamInput, session_record
+from tests.rv.treat import BeamInput, session_record
 from tests.helpers import qr_identifier
 from tests.rv.conftest import PASSWORD, receive_plan
 

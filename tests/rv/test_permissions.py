@@ -39,12 +39,8 @@ from rv.services.images import rt_image_review
 from rv.services.machine import device_record_assign, device_record_review
 from rv.services.plans import plan_approve
 from rv.services.schedule import appointments_schedule
-from rv.services.sessions import (
-    BeamInput,
-    OverrideInput,
-    course_treatment_status_set,
-    session_record,
-)
+from rv.services.course_status import course_treatment_status_set
+from tests.rv.treat import BeamInput, OverrideInput, session_record
 from rv.services.tolerance import tolerance_table_create
 from rv.services.users import user_create
 from tests.rv.conftest import PASSWORD, machine_of, make_user, receive_plan

@@ -28,7 +28,7 @@ from rv.errors import VerificationFailed
 from rv.ingest import object_receive
 from rv.models import AuditEvent, Plan, Session
 from rv.services.plans import plan_approve
-from rv.services.sessions import BeamInput, ChannelInput, OverrideInput, session_record
+from tests.rv.treat import BeamInput, ChannelInput, OverrideInput, session_record
 from tests.conftest import need_tool
 from tests.rv.conftest import PASSWORD, receive_plan
 from tests.rv.plans import brachy_plan, ion_plan, part10, two_group_plan

@@ -16,7 +16,7 @@ from django.db import connection
 from rv.errors import Conflict
 from rv.models import AuditEvent, Session
 from rv.services.plans import plan_approve
-from rv.services.sessions import BeamInput, session_record
+from tests.rv.treat import BeamInput, session_record
 from tests.conftest import UNDER_CI
 from tests.rv.conftest import PASSWORD, machine_of, receive_plan
 

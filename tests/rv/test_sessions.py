@@ -23,7 +23,7 @@ from rv.models import (
 from rv.selectors import delivered_dose_by_reference, plan_fractions_delivered
 from rv.services.plans import plan_approve
 from rv.services.schedule import appointments_schedule, schedule_dates
-from rv.services.sessions import BeamInput, ChannelInput, OverrideInput, session_record
+from tests.rv.treat import BeamInput, ChannelInput, OverrideInput, session_record
 from rv.verification import CUMULATIVE_DOSE, FRACTION_INTERVAL, METERSET, WRONG_MACHINE
 from tests.rv.conftest import PASSWORD, machine_of, make_user, receive_plan
 from tests.rv.plans import brachy_plan, part10
