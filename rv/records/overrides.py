@@ -42,6 +42,8 @@ def _pointer(o: Override, *, beam_index: int, ion: bool,
     if o.rule == v.MACHINE_PARAMETER:
         name = o.parameter.rsplit(":", 1)[-1].strip()
         return cps, _MACHINE_PARAMETERS.get(name, "GantryAngle"), 0
+    if o.rule == v.COUCH_REFERENCE:  # table positions awaiting their second confirmation
+        return cps, "TableTopVerticalPosition", 0
     if o.rule == v.WRONG_MACHINE:
         return "TreatmentMachineSequence", "TreatmentMachineName", 0
     if o.rule == v.PLAN_NOT_APPROVED:

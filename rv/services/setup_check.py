@@ -180,8 +180,8 @@ def _check(*, request: SessionRequest, checked_by: User, override: OverrideInput
     violations = v.verify_setup(prepared.facts)
     hard = [x for x in violations if x.hard]
     if hard:
-        raise HardStop(f"{len(hard)} hard stop(s): this fraction cannot be treated, and no "
-                       "one can override it.", violations)
+        raise HardStop("Hard stop, no one can override it: "
+                       + " ".join(x.message for x in hard), violations)
     authoriser = None
     if violations and override is not None:
         try:
@@ -204,7 +204,8 @@ def _check(*, request: SessionRequest, checked_by: User, override: OverrideInput
         continuation=t.continuation, checked_by=cast(Any, checked_by), checked_at=now,
         identity_confirmed=True, checked=checked,
         status=SetupClearance.Status.CLEARED_OVR if violations else SetupClearance.Status.CLEARED,
-        violations=[x.as_dict() for x in violations], date_reason=date_reason.strip())
+        violations=[{**x.as_dict(), "key": x.key()} for x in violations],
+        date_reason=date_reason.strip())
     for x in violations:
         Override.objects.create(
             clearance=clearance, authorised_by=cast(Any, authoriser),

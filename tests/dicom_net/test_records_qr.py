@@ -16,9 +16,9 @@ from pynetdicom.sop_class import (
 
 from rv.models import Session
 from rv.services.plans import plan_approve
-from tests.rv.treat import BeamInput, session_record
 from tests.helpers import qr_identifier
 from tests.rv.conftest import PASSWORD, receive_plan
+from tests.rv.treat import BeamInput, session_record
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -3,6 +3,7 @@ plan's chart; an out-of-tolerance meterset is blocked until a physicist override
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -34,26 +35,31 @@ def _scheduled_today(patient_id: str, physicist: User, therapist: User) -> Plan:
     return plan
 
 
-def _open_record_page(page: Any, base: str, patient_id: str) -> None:
+def _open_check_page(page: Any, base: str, patient_id: str) -> None:
     page.goto(base + "/")
     page.get_by_role("heading", name="Treatment console").wait_for()
     page.get_by_role("link", name="TrueBeam1").click()
     row = page.get_by_role("row").filter(has_text=patient_id)
-    row.get_by_role("link", name="Record fraction 1").click()
-    page.get_by_role("heading", name="Record fraction 1").wait_for()
+    row.get_by_role("link", name="Check set-up for fraction 1").click()
+    page.get_by_role("heading", name=re.compile("Set-up check, fraction 1")).wait_for()
 
 
-def test_record_a_fraction_and_see_it_on_the_chart(page: Any, live_server: Any) -> None:
+def test_check_then_record_a_fraction_and_see_it_on_the_chart(page: Any,
+                                                              live_server: Any) -> None:
     physicist, therapist = _user("phoebe", "physicist"), _user("tara", "therapist")
     plan = _scheduled_today("E2E01", physicist, therapist)
     login(page, live_server.url, "tara", PASSWORD)
-    _open_record_page(page, live_server.url, "E2E01")
+    _open_check_page(page, live_server.url, "E2E01")
     assert page.get_by_text("Test^E2E01").is_visible()  # name, birth date, ID shown
-    assert page.get_by_label("Beam 1 Arc1 delivered meterset").input_value() == "251.00"
     page.get_by_label("I have confirmed the patient's identity").check()
+    page.get_by_label("Beam 1 Arc1 gantry angle (°)").fill("181")
+    page.get_by_role("button", name="Check set-up").click()
+    page.get_by_role("heading", name=re.compile("Record fraction 1")).wait_for()
+    assert page.get_by_label("Beam 1 Arc1 delivered meterset").input_value() == "251.00"
     page.get_by_role("button", name="Record").click()
-    page.get_by_text("Fraction 1 recorded: verified.").wait_for()
-    assert page.url.startswith(f"{live_server.url}/plans/{plan.pk}/")
+    page.get_by_text("Fraction 1 of VMAT recorded: verified.").wait_for()
+    assert "/console/TrueBeam1/" in page.url  # back to the day list
+    page.goto(f"{live_server.url}/plans/{plan.pk}/")
     dot = page.locator("svg.dose-chart circle.delivered")
     assert dot.count() == 1
     assert "fraction 1, 1.00 Gy delivered" in dot.first.inner_html()
@@ -62,28 +68,31 @@ def test_record_a_fraction_and_see_it_on_the_chart(page: Any, live_server: Any) 
     assert "1 / 5" in page.locator(".fractions-delivered").inner_text()
 
 
-def test_out_of_tolerance_is_blocked_then_overridden(page: Any, live_server: Any) -> None:
+def test_out_of_tolerance_set_up_is_blocked_then_overridden(page: Any, live_server: Any) -> None:
     _user("phoebe", "physicist")
     physicist, therapist = User.objects.get(username="phoebe"), _user("tara", "therapist")
-    _scheduled_today("E2E02", physicist, therapist)
+    plan = _scheduled_today("E2E02", physicist, therapist)
     login(page, live_server.url, "tara", PASSWORD)
-    _open_record_page(page, live_server.url, "E2E02")
-    page.get_by_label("Beam 1 Arc1 delivered meterset").fill("300")
+    _open_check_page(page, live_server.url, "E2E02")
     page.get_by_label("I have confirmed the patient's identity").check()
-    page.get_by_role("button", name="Record").click()
+    page.get_by_label("Beam 1 Arc1 gantry angle (°)").fill("90")
+    page.get_by_role("button", name="Check set-up").click()
     page.get_by_role("heading", name="Blocked: 1 violation").wait_for()
     violation = page.locator("tr.violation").inner_text()
-    assert "meterset" in violation and "300" in violation and "251" in violation
+    assert "gantry" in violation and "90" in violation
     # The therapist cannot authorise: a physicist signs at the same console.
     page.get_by_label("User name").fill("tara")
     page.get_by_label("Password").fill(PASSWORD)
     page.get_by_label("Reason").fill("trying")
-    page.get_by_role("button", name="Record with override").click()
-    page.get_by_text("cannot authorise").wait_for()
+    page.get_by_role("button", name="Check with override").click()
+    page.get_by_text("not valid for an override").wait_for()
     page.get_by_label("User name").fill("phoebe")
     page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_label("Reason").fill("daily output check allows it")
-    page.get_by_role("button", name="Record with override").click()
-    page.get_by_text("Fraction 1 recorded: verified with override.").wait_for()
+    page.get_by_label("Reason").fill("couch collision: gantry start moved")
+    page.get_by_role("button", name="Check with override").click()
+    page.get_by_role("heading", name=re.compile("Record fraction 1")).wait_for()
+    page.get_by_role("button", name="Record").click()
+    page.get_by_text("Fraction 1 of VMAT recorded: verified with override.").wait_for()
+    page.goto(f"{live_server.url}/plans/{plan.pk}/")
     row = page.locator("tr.session").inner_text()
-    assert "VERIFIED_OVR" in row and "daily output check allows it" in row and "phoebe" in row
+    assert "VERIFIED_OVR" in row and "couch collision" in row and "phoebe" in row

@@ -10,10 +10,10 @@ import pytest
 from rv.ingest import object_receive
 from rv.models import DeviceRecord, RTImageLink
 from rv.services.plans import plan_approve
-from tests.rv.treat import BeamInput, session_record
 from tests.rv.conftest import PASSWORD, machine_of, receive_plan
 from tests.rv.plans import part10
 from tests.rv.records import beams_record, rt_image
+from tests.rv.treat import BeamInput, session_record
 
 pytestmark = pytest.mark.django_db
 

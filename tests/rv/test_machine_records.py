@@ -15,10 +15,10 @@ from rv.models import AuditEvent, DeviceRecord, Plan, Session
 from rv.selectors import delivered_dose_by_reference, plan_fractions_delivered
 from rv.services.machine import device_record_assign
 from rv.services.plans import plan_approve
-from tests.rv.treat import BeamInput, session_record
 from tests.rv.conftest import PASSWORD, machine_of, receive_plan
 from tests.rv.plans import part10
 from tests.rv.records import beams_record
+from tests.rv.treat import BeamInput, session_record
 
 pytestmark = pytest.mark.django_db
 MU = 251.0  # beam 1 of the test plan

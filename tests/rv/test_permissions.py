@@ -18,6 +18,7 @@ from rv.roles import (
     ALL_ROLES,
     APPROVE,
     ASSIGN_RECORD,
+    CONFIRM_COUCH,
     COURSE_STATUS,
     EDIT_TOLERANCE,
     MANAGE_NODES,
@@ -35,15 +36,16 @@ from rv.roles import (
     VIEW_HISTORY,
     may,
 )
+from rv.services.couch import couch_reference_confirm
+from rv.services.course_status import course_treatment_status_set
 from rv.services.images import rt_image_review
 from rv.services.machine import device_record_assign, device_record_review
 from rv.services.plans import plan_approve
 from rv.services.schedule import appointments_schedule
-from rv.services.course_status import course_treatment_status_set
-from tests.rv.treat import BeamInput, OverrideInput, session_record
 from rv.services.tolerance import tolerance_table_create
 from rv.services.users import user_create
 from tests.rv.conftest import PASSWORD, machine_of, make_user, receive_plan
+from tests.rv.treat import BeamInput, OverrideInput, session_record
 
 pytestmark = pytest.mark.django_db
 
@@ -62,6 +64,7 @@ EXPECTED = {
     ASSIGN_RECORD: {PHYSICIST},             # issue 8
     REVIEW_RECORD: {PHYSICIST, PHYSICIAN},  # issue 8
     VIEW_HISTORY: {ADMIN, PHYSICIST, PHYSICIAN},
+    CONFIRM_COUCH: {THERAPIST, PHYSICIST},  # issue 11: a second person
 }
 CELLS = [(action, role) for action in EXPECTED for role in ALL_ROLES]
 
@@ -102,12 +105,19 @@ def _attempt(action: str, user: User) -> Callable[[], object]:
     if action == OVERRIDE:
         plan = _plan()
         recorder = make_user("recorder", THERAPIST)
-        beams = [BeamInput(beam=plan.beams.get(), delivered_meterset=300.0)]
-        key = "meterset|Beam 1 Arc1: meterset (MU)=300"
+        beams = [BeamInput(beam=plan.beams.get(), delivered_meterset=251.0, gantry_angle=90.0)]
+        key = "machine_parameter|Beam 1 Arc1: gantry angle=90"
         return lambda: session_record(
             plan=plan, machine=machine_of(plan), beams=beams, recorded_by=recorder,
             identity_confirmed=True, now=NOW, override=OverrideInput(
                 username=user.username, password=PASSWORD, reason="r", violation_keys=(key,)))
+    if action == CONFIRM_COUCH:
+        plan = _plan()
+        recorder = make_user("recorder", THERAPIST)
+        session_record(plan=plan, machine=machine_of(plan), recorded_by=recorder, now=NOW,
+                       beams=[BeamInput(beam=plan.beams.get(), delivered_meterset=251.0,
+                                        table_top_vertical=-120.0)])
+        return lambda: couch_reference_confirm(plan=plan, user=user)
     if action == EDIT_TOLERANCE:
         machine = TreatmentMachine.objects.create(name="M1")
         return lambda: tolerance_table_create(user=user, machine=machine, label="T",

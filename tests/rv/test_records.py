@@ -28,10 +28,10 @@ from rv.errors import VerificationFailed
 from rv.ingest import object_receive
 from rv.models import AuditEvent, Plan, Session
 from rv.services.plans import plan_approve
-from tests.rv.treat import BeamInput, ChannelInput, OverrideInput, session_record
 from tests.conftest import need_tool
 from tests.rv.conftest import PASSWORD, receive_plan
 from tests.rv.plans import brachy_plan, ion_plan, part10, two_group_plan
+from tests.rv.treat import BeamInput, ChannelInput, OverrideInput, session_record
 
 pytestmark = pytest.mark.django_db
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
@@ -217,20 +217,25 @@ def test_an_override_names_the_authoriser_and_reason(physicist, therapist) -> No
     physicist.save()
     plan = approved(physicist)
     with pytest.raises(VerificationFailed) as exc:
-        beams(plan, therapist, {1: 260.0})
+        beams(plan, therapist, gantry=90.0)
     ovr = OverrideInput(username=physicist.username, password=PASSWORD,
-                        reason="output calibration factor",
+                        reason="couch collision",
                         violation_keys=tuple(x.key() for x in exc.value.violations))
-    session = beams(plan, therapist, {1: 260.0}, override=ovr)
+    session = beams(plan, therapist, gantry=90.0, override=ovr)
     item = record_of(session).TreatmentSessionBeamSequence[0]
     assert item.TreatmentVerificationStatus == "VERIFIED_OVR"
-    assert float(item.DeliveredPrimaryMeterset) == 260.0
     (override,) = item.ControlPointDeliverySequence[0].OverrideSequence
     assert override.OperatorsName == "Skłodowska-Curie^Phoebe"  # UTF-8 (ISO_IR 192)
-    assert override.OverrideReason == "output calibration factor"
-    assert override.ParameterSequencePointer == Tag("TreatmentSessionBeamSequence")
-    assert override.OverrideParameterPointer == Tag("DeliveredPrimaryMeterset")
-    assert override.ParameterItemIndex == 0
+    assert override.OverrideReason == "couch collision"
+
+
+def test_an_over_delivery_is_recorded_as_delivered_not_verified(physicist, therapist) -> None:  # type: ignore[no-untyped-def]
+    plan = approved(physicist)
+    session = beams(plan, therapist, {1: 260.0})
+    item = record_of(session).TreatmentSessionBeamSequence[0]
+    assert item.TreatmentVerificationStatus == "NOT_VERIFIED"
+    assert float(item.DeliveredPrimaryMeterset) == 260.0
+    assert "OverrideSequence" not in item.ControlPointDeliverySequence[0]
 
 
 def test_a_session_wide_override_is_on_every_beam(physicist, therapist) -> None:  # type: ignore[no-untyped-def]
@@ -382,22 +387,38 @@ def test_a_brachy_override(physicist, therapist) -> None:  # type: ignore[no-unt
     plan = approved(physicist, received(brachy_plan()))
     setup = plan.application_setups.get()
     ch1, ch2 = setup.channels.order_by("number")
-    channels = [ChannelInput(channel=ch1, delivered_time=130.0),
-                ChannelInput(channel=ch2, delivered_time=95.25)]
+    channels = [ChannelInput(channel=ch1, delivered_time=ch1.total_time),
+                ChannelInput(channel=ch2, delivered_time=ch2.total_time)]
+    session_record(plan=plan, machine=setup.machine, recorded_by=therapist,
+                   identity_confirmed=True, now=T0, channels=channels)
+    later = T0 + timedelta(hours=2)  # within the minimum interval
     with pytest.raises(VerificationFailed) as exc:
         session_record(plan=plan, machine=setup.machine, recorded_by=therapist,
-                       identity_confirmed=True, now=T0, channels=channels)
-    ovr = OverrideInput(username=physicist.username, password=PASSWORD, reason="source decay",
+                       identity_confirmed=True, now=later, channels=channels)
+    ovr = OverrideInput(username=physicist.username, password=PASSWORD, reason="twice daily",
                         violation_keys=tuple(x.key() for x in exc.value.violations))
     session = session_record(plan=plan, machine=setup.machine, recorded_by=therapist,
-                             identity_confirmed=True, now=T0, channels=channels, override=ovr)
+                             identity_confirmed=True, now=later, channels=channels,
+                             override=ovr)
     app = record_of(session).TreatmentSessionApplicationSetupSequence[0]
     assert app.TreatmentVerificationStatus == "VERIFIED_OVR"
-    ch1_item, ch2_item = app.RecordedChannelSequence
-    (override,) = ch1_item.BrachyControlPointDeliveredSequence[0].OverrideSequence
-    assert (override.OverrideParameterPointer, override.OverrideReason) == (
-        Tag("DeliveredChannelTotalTime"), "source decay")
-    assert "OverrideSequence" not in ch2_item.BrachyControlPointDeliveredSequence[0]
+    for item in app.RecordedChannelSequence:
+        (override,) = item.BrachyControlPointDeliveredSequence[0].OverrideSequence
+        assert override.OverrideReason == "twice daily"
+
+
+def test_a_brachy_over_time_is_recorded_not_verified(physicist, therapist) -> None:  # type: ignore[no-untyped-def]
+    plan = approved(physicist, received(brachy_plan()))
+    setup = plan.application_setups.get()
+    ch1, ch2 = setup.channels.order_by("number")
+    session = session_record(plan=plan, machine=setup.machine, recorded_by=therapist,
+                             identity_confirmed=True, now=T0, channels=[
+                                 ChannelInput(channel=ch1, delivered_time=ch1.total_time + 10),
+                                 ChannelInput(channel=ch2, delivered_time=ch2.total_time)])
+    app = record_of(session).TreatmentSessionApplicationSetupSequence[0]
+    assert app.TreatmentVerificationStatus == "NOT_VERIFIED"
+    assert session.channels.get(channel=ch1).verification_status == "NOT_VERIFIED"
+    assert session.channels.get(channel=ch2).verification_status == "VERIFIED"
 
 
 def test_the_plan_page_links_the_record(client, physicist, therapist) -> None:  # type: ignore[no-untyped-def]

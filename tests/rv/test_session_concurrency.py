@@ -16,9 +16,9 @@ from django.db import connection
 from rv.errors import Conflict
 from rv.models import AuditEvent, Session
 from rv.services.plans import plan_approve
-from tests.rv.treat import BeamInput, session_record
 from tests.conftest import UNDER_CI
 from tests.rv.conftest import PASSWORD, machine_of, receive_plan
+from tests.rv.treat import BeamInput, session_record
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
