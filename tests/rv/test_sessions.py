@@ -101,7 +101,7 @@ def test_a_continuation_over_what_is_left_is_stored_and_flagged(physicist, thera
     assert session.beams.get().remaining_after == 0  # never negative
 
 
-def test_an_out_of_tolerance_meterset_is_stored_as_delivered_and_flagged(physicist, therapist) -> None:  # type: ignore[no-untyped-def]
+def test_an_out_of_tolerance_meterset_is_stored_and_flagged(physicist, therapist) -> None:  # type: ignore[no-untyped-def]
     plan = approved(physicist)
     session = record(plan, therapist, mu=260.0)
     assert [x["rule"] for x in session.findings] == [METERSET]
@@ -112,14 +112,15 @@ def test_an_out_of_tolerance_meterset_is_stored_as_delivered_and_flagged(physici
     assert plan.treatment_started
 
 
-def test_a_physicist_overrides_a_set_up_violation_with_reason_and_password(physicist, therapist) -> None:  # type: ignore[no-untyped-def]
+def test_a_physicist_overrides_a_set_up_violation(physicist, therapist) -> None:  # type: ignore[no-untyped-def]
     plan = approved(physicist)
     with pytest.raises(VerificationFailed) as exc:
         record(plan, therapist, gantry=90.0)
     assert not Session.objects.exists()
     assert AuditEvent.objects.filter(action="setup.blocked").count() == 1
     ovr = OverrideInput(username=physicist.username, password=PASSWORD,
-                        reason="couch collision: gantry start moved", violation_keys=keys(exc.value))
+                        reason="couch collision: gantry start moved",
+                        violation_keys=keys(exc.value))
     session = record(plan, therapist, gantry=90.0, override=ovr)
     assert session.verification_status == "VERIFIED_OVR"
     assert session.beams.get().verification_status == "VERIFIED_OVR"
