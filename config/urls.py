@@ -8,6 +8,7 @@ from rv.views import audit as audit_views
 from rv.views import console as console_views
 from rv.views import history as history_views
 from rv.views import machine as machine_views
+from rv.views import machines as machine_settings
 from rv.views import plans as plan_views
 from rv.views import treat as treat_views
 from rv.views import users as user_views
@@ -21,6 +22,10 @@ urlpatterns = [
     path("console/<str:machine>/appointments/<int:pk>/record/", treat_views.record,
          name="rv-console-record"),
     path("reviews/", treat_views.reviews, name="rv-reviews"),
+    path("machines/", machine_settings.machines, name="rv-machines"),
+    path("machines/<int:pk>/meterset-policy/", machine_settings.meterset_policy,
+         name="rv-machine-meterset"),
+    path("machines/groups/", machine_settings.group_save, name="rv-machine-group"),
     path("sessions/<int:pk>/review/", treat_views.review, name="rv-session-review"),
     path("plans/<int:pk>/couch/confirm/", treat_views.couch_confirm, name="rv-couch-confirm"),
     path("plans/<int:pk>/schedule/", console_views.schedule, name="rv-plan-schedule"),

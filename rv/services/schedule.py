@@ -40,9 +40,11 @@ def appointments_schedule(*, plan: Plan, machine: TreatmentMachine, start: date,
     """Schedule the plan's fractions not yet delivered or scheduled, one per chosen weekday
     from `start` (default: as many as the plan still asks for)."""
     require(user, SCHEDULE)
-    from rv.services.sessions import plan_state
+    from rv.selectors import plan_to_treat
+    from rv.services.plan_state import plan_state
 
-    plan = Plan.objects.select_for_update(of=("self",)).get(pk=plan.pk)
+    # The revision to treat, whichever revision of the chain was named.
+    plan = Plan.objects.select_for_update(of=("self",)).get(pk=plan_to_treat(plan=plan).pk)
     if plan.status != Plan.Status.APPROVED:
         raise ValidationError(f"Plan {plan.label} is {plan.status}: only an approved plan can "
                               "be scheduled.")

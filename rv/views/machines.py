@@ -1,0 +1,57 @@
+"""Treatment machines as a physicist sets them up for verification: the meterset tolerance
+policy and beam-matched groups. Thin doors into rv.services.machines."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from rv.errors import DomainError
+from rv.models import MachineGroup, TreatmentMachine
+from rv.roles import EDIT_TOLERANCE, may
+from rv.services.machines import machine_group_save, machine_meterset_policy_set
+from rv.treatment_request import RequestInvalid, number
+
+
+@login_required
+def machines(request: HttpRequest) -> HttpResponse:
+    return render(request, "rv/machines.html", {
+        "machines": TreatmentMachine.objects.prefetch_related("groups").order_by("name"),
+        "groups": MachineGroup.objects.prefetch_related("machines").order_by("name"),
+        "may_edit": may(request.user, EDIT_TOLERANCE)})
+
+
+@login_required
+@require_POST
+def meterset_policy(request: HttpRequest, pk: int) -> HttpResponseRedirect:
+    machine = get_object_or_404(TreatmentMachine, pk=pk)
+    try:
+        machine_meterset_policy_set(
+            machine=machine, user=request.user,
+            absolute=number(request.POST.get("meterset_tolerance_mu"), "absolute tolerance"),
+            percent=number(request.POST.get("meterset_tolerance_percent"), "percent tolerance"))
+    except RequestInvalid as exc:
+        messages.error(request, str(exc))
+    except DomainError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, f"Meterset tolerance of {machine.name} saved.")
+    return redirect("rv-machines")
+
+
+@login_required
+@require_POST
+def group_save(request: HttpRequest) -> HttpResponseRedirect:
+    chosen = list(TreatmentMachine.objects.filter(
+        pk__in=[int(x) for x in request.POST.getlist("machine") if x.isdigit()]))
+    try:
+        group = machine_group_save(name=request.POST.get("name", ""), machines=chosen,
+                                   user=request.user)
+    except DomainError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, f"Beam-matched group {group.name} saved.")
+    return redirect("rv-machines")
