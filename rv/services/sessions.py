@@ -128,7 +128,8 @@ def _record(*, request: SessionRequest, recorded_by: User, clearance_id: int | N
     # found again when the record carries the same reading.
     covered = {x.get("key") for x in clearance.violations} if clearance else set()
     findings = [x for x in v.verify_record(prepared.facts) if x.key() not in covered]
-    if clearance is None or clearance.checked_at.date() != now.date():
+    if clearance is None or (timezone.localdate(clearance.checked_at)
+                             != timezone.localdate(now)):
         # Nothing was checked before this beam (or the check is of another day): every rule
         # runs now, and what it finds is flagged, not refused: the beam has been delivered.
         findings = v.check_no_clearance() + [
