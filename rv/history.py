@@ -24,6 +24,9 @@ from django.db.models import F, OuterRef, Q, QuerySet, Subquery
 from rv.models import BeamDelivery, Override, Patient, Session
 
 # Column name -> ORM path. The order is the CSV's and the API row's.
+_OVERRIDES = (Override.objects.filter(
+    Q(beam_delivery=OuterRef("pk")) | Q(session=OuterRef("session_id"), beam_delivery=None))
+    .order_by(F("beam_delivery_id").asc(nulls_last=True), "id"))
 COLUMNS: dict[str, Any] = {
     "id": F("id"),
     "treated_at": F("session__treated_at"),
@@ -44,10 +47,8 @@ COLUMNS: dict[str, Any] = {
     "unit": F("unit"),
     "termination_status": F("termination_status"),
     "verification_status": F("verification_status"),
-    "override": Subquery(Override.objects.filter(beam_delivery=OuterRef("pk"))
-                         .order_by("id").values("reason")[:1]),
-    "override_by": Subquery(Override.objects.filter(beam_delivery=OuterRef("pk"))
-                            .order_by("id").values("authorised_by__username")[:1]),
+    "override": Subquery(_OVERRIDES.values("reason")[:1]),
+    "override_by": Subquery(_OVERRIDES.values("authorised_by__username")[:1]),
     "therapist": F("session__recorded_by__username"),
 }
 ORDER = ("-session__treated_at", "-session_id", "-id")
@@ -157,18 +158,27 @@ def page_rows(ids: list[int]) -> list[dict[str, Any]]:
     sessions = {s["id"]: s for s in Session.objects.filter(
         id__in={d["session_id"] for d in deliveries.values()})
         .values(*_FROM_SESSION.values())}
+    # A beam's own override first, else its session's session-wide one (interval, dose...);
+    # the lowest id of each wins, as in the CSV.
     overrides: dict[int, tuple[str, str]] = {}
-    for pk, reason, by in (Override.objects.filter(beam_delivery_id__in=ids).order_by("-id")
-                           .values_list("beam_delivery_id", "reason",
-                                        "authorised_by__username")):
-        overrides[pk] = (reason, by)  # the lowest id is written last and wins, as in the CSV
+    session_wide: dict[int, tuple[str, str]] = {}
+    for pk, session_id, reason, by in (
+            Override.objects.filter(Q(beam_delivery_id__in=ids)
+                                    | Q(session_id__in=sessions, beam_delivery=None))
+            .order_by("-id").values_list("beam_delivery_id", "session_id", "reason",
+                                         "authorised_by__username")):
+        if pk is None:
+            session_wide[session_id] = (reason, by)
+        else:
+            overrides[pk] = (reason, by)
     rows = []
     for pk in ids:
         d = deliveries[pk]
         s = sessions[d["session_id"]]
         row = {k: s[path] for k, path in _FROM_SESSION.items()}
         row.update({k: d[path] for k, path in _FROM_DELIVERY.items()})
-        row["override"], row["override_by"] = overrides.get(pk, (None, None))
+        row["override"], row["override_by"] = overrides.get(
+            pk, session_wide.get(d["session_id"], (None, None)))
         rows.append({k: row[k] for k in COLUMNS})
     return rows
 

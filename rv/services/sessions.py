@@ -103,15 +103,16 @@ def _record(*, request: SessionRequest, recorded_by: User, clearance_id: int | N
             date_reason: str, now: datetime) -> Session:
     clearance = None
     if clearance_id is not None:
-        clearance = (SetupClearance.objects.select_for_update().select_related("machine")
+        clearance = (SetupClearance.objects.select_related("machine", "plan")
                      .filter(pk=clearance_id).first())
         if clearance is None:
             raise ValidationError(f"There is no set-up check {clearance_id}.")
-        if Session.objects.filter(clearance=clearance).exists():
-            raise Conflict("That set-up check has been recorded already.")
         if clearance.machine.name != request.machine:
             raise ValidationError("That set-up check was made for another machine.")
+    # The plan row lock first, always (the set-up check takes it first too: no deadlock).
     t = lock_target(request=request, plan=clearance.plan if clearance else None)
+    if clearance is not None and Session.objects.filter(clearance=clearance).exists():
+        raise Conflict("That set-up check has been recorded already.")
     if clearance is not None and (clearance.fraction_number != t.number
                                   or clearance.continuation != t.continuation):
         raise Conflict(f"Fraction {clearance.fraction_number} was recorded after this set-up "

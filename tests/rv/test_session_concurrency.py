@@ -1,4 +1,5 @@
-"""No double treatment: two consoles record fraction n at the same moment; exactly one wins.
+"""No double treatment: two consoles check and record fraction n at the same moment; exactly
+one wins.
 
 Real concurrency needs real row locks: PostgreSQL (CI runs there). SQLite serialises whole
 transactions, which proves nothing about select_for_update, so the test skips there.
@@ -66,7 +67,9 @@ def test_two_consoles_record_the_same_fraction_once(fraction_number: int | None)
     if fraction_number is not None:
         assert isinstance(losses[0], Conflict)
         assert "already been recorded" in losses[0].message
-    else:  # "the next fraction" for the loser is fraction 2, refused by the interval rule
+    elif isinstance(losses[0], Conflict):  # both checked fraction 1; the record came second
+        assert "recorded after this set-up check" in losses[0].message
+    else:  # checked after the winner recorded: the next fraction, 2, breaks the interval rule
         assert "fraction_interval" in {v.rule for v in losses[0].violations}  # type: ignore[attr-defined]
     assert Session.objects.count() == 1
     assert AuditEvent.objects.filter(action="session.record").count() == 1
