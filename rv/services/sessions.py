@@ -125,6 +125,9 @@ def _record(*, request: SessionRequest, recorded_by: User, clearance_id: int | N
                        continuation=t.continuation, beams=beams, channels=channels, now=now,
                        patient_id=request.patient_id)
     findings = v.verify_record(prepared.facts)
+    if clearance is not None:  # what the set-up check's override authorised is not a finding
+        covered = {_key(x) for x in clearance.violations}
+        findings = [x for x in findings if x.key() not in covered]
     if clearance is None or clearance.checked_at.date() != now.date():
         # Nothing was checked before this beam (or the check is of another day): every rule
         # runs now, and what it finds is flagged, not refused: the beam has been delivered.
@@ -139,6 +142,13 @@ def _record(*, request: SessionRequest, recorded_by: User, clearance_id: int | N
         couch_capture(session=session, beams=beams, clearance=clearance, user=recorded_by)
     on_session_recorded(session)
     return session
+
+
+def _key(found: dict[str, Any]) -> str:
+    """The Violation.key() of a violation stored as its as_dict()."""
+    return v.Violation(found["rule"], found["parameter"], found.get("planned"),
+                       found.get("actual"), found.get("tolerance"), found.get("message", ""),
+                       found.get("subject", "")).key()
 
 
 def device_session_save(*, state: PlanState, machine: TreatmentMachine, fraction_number: int,
