@@ -44,10 +44,16 @@ COLUMNS: dict[str, Any] = {
     "unit": F("unit"),
     "termination_status": F("termination_status"),
     "verification_status": F("verification_status"),
-    "override": Subquery(Override.objects.filter(beam_delivery=OuterRef("pk"))
-                         .order_by("id").values("reason")[:1]),
-    "override_by": Subquery(Override.objects.filter(beam_delivery=OuterRef("pk"))
-                            .order_by("id").values("authorised_by__username")[:1]),
+    # the beam's own override first, else a session-wide one (interval, dose: no beam)
+    "override": Subquery(Override.objects.filter(
+        Q(beam_delivery=OuterRef("pk")) | Q(session=OuterRef("session_id"), beam_delivery=None,
+                                            channel_delivery=None))
+        .order_by(F("beam_delivery_id").asc(nulls_last=True), "id").values("reason")[:1]),
+    "override_by": Subquery(Override.objects.filter(
+        Q(beam_delivery=OuterRef("pk")) | Q(session=OuterRef("session_id"), beam_delivery=None,
+                                            channel_delivery=None))
+        .order_by(F("beam_delivery_id").asc(nulls_last=True), "id")
+        .values("authorised_by__username")[:1]),
     "therapist": F("session__recorded_by__username"),
 }
 ORDER = ("-session__treated_at", "-session_id", "-id")
@@ -162,13 +168,20 @@ def page_rows(ids: list[int]) -> list[dict[str, Any]]:
                            .values_list("beam_delivery_id", "reason",
                                         "authorised_by__username")):
         overrides[pk] = (reason, by)  # the lowest id is written last and wins, as in the CSV
+    session_wide: dict[int, tuple[str, str]] = {}  # an override of no beam: interval, dose
+    for sid, reason, by in (Override.objects.filter(
+            session_id__in={d["session_id"] for d in deliveries.values()}, beam_delivery=None,
+            channel_delivery=None).order_by("-id")
+            .values_list("session_id", "reason", "authorised_by__username")):
+        session_wide[sid] = (reason, by)
     rows = []
     for pk in ids:
         d = deliveries[pk]
         s = sessions[d["session_id"]]
         row = {k: s[path] for k, path in _FROM_SESSION.items()}
         row.update({k: d[path] for k, path in _FROM_DELIVERY.items()})
-        row["override"], row["override_by"] = overrides.get(pk, (None, None))
+        row["override"], row["override_by"] = overrides.get(
+            pk, session_wide.get(d["session_id"], (None, None)))
         rows.append({k: row[k] for k in COLUMNS})
     return rows
 
