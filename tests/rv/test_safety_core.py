@@ -24,10 +24,12 @@ from rv.errors import (
     ValidationError,
     VerificationFailed,
 )
+from rv.ingest import object_receive
 from rv.models import (
     Appointment,
     AuditEvent,
     BeamDelivery,
+    Plan,
     Session,
 )
 from rv.services.course_status import course_treatment_status_set
@@ -36,6 +38,7 @@ from rv.services.plans import plan_approve, plan_hold, plan_retire
 from rv.services.sessions import session_record
 from rv.services.setup_check import OVERRIDE_REFUSED, OverrideInput, setup_check
 from tests.rv.conftest import PASSWORD, machine_of, make_user, receive_plan
+from tests.rv.plans import brachy_plan, part10
 from tests.rv.safety import (
     GANTRY,
     _api,
@@ -78,6 +81,24 @@ def test_api_record_refuses_what_cannot_be_a_delivery(therapist, physicist, beam
     answer = _api(therapist).post("/api/v1/sessions/", _body(plan, beams=[beam]), format="json")
     assert answer.status_code == 400, answer.json()
     assert answer.json()["message"]
+    _nothing_saved()
+
+
+@pytest.mark.parametrize("channel", [
+    {"setup": 1, "channel": 1, "delivered_time": -5},
+    {"setup": 1, "channel": 1, "delivered_time": "NaN"},
+    {"setup": 1, "channel": 9, "delivered_time": 10},
+    {"setup": 1, "channel": 1, "delivered_time": 120.5,
+     "interruptions": [{"after_seconds": 10, "duration_seconds": -3}]},
+], ids=["negative-time", "nan-time", "channel-the-plan-lacks", "negative-interruption"])
+def test_api_record_refuses_a_brachy_channel_that_cannot_be_a_delivery(  # type: ignore[no-untyped-def]
+        therapist, physicist, channel) -> None:
+    result = object_receive(data=part10(brachy_plan()), calling_ae="TPS")
+    plan = plan_approve(plan=Plan.objects.get(instance=result.instance), user=physicist,
+                        password=PASSWORD)
+    answer = _api(therapist).post("/api/v1/sessions/", _body(plan, channels=[channel]),
+                                  format="json")
+    assert answer.status_code == 400, answer.json()
     _nothing_saved()
 
 
