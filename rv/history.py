@@ -25,7 +25,8 @@ from rv.models import BeamDelivery, Override, Patient, Session
 
 # Column name -> ORM path. The order is the CSV's and the API row's.
 _OVERRIDES = (Override.objects.filter(
-    Q(beam_delivery=OuterRef("pk")) | Q(session=OuterRef("session_id"), beam_delivery=None))
+    Q(beam_delivery=OuterRef("pk")) | Q(session=OuterRef("session_id"), beam_delivery=None,
+                                                      channel_delivery=None))
     .order_by(F("beam_delivery_id").asc(nulls_last=True), "id"))
 COLUMNS: dict[str, Any] = {
     "id": F("id"),
@@ -164,7 +165,8 @@ def page_rows(ids: list[int]) -> list[dict[str, Any]]:
     session_wide: dict[int, tuple[str, str]] = {}
     for pk, session_id, reason, by in (
             Override.objects.filter(Q(beam_delivery_id__in=ids)
-                                    | Q(session_id__in=sessions, beam_delivery=None))
+                                    | Q(session_id__in=sessions, beam_delivery=None,
+                                      channel_delivery=None))
             .order_by("-id").values_list("beam_delivery_id", "session_id", "reason",
                                          "authorised_by__username")):
         if pk is None:

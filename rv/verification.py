@@ -153,8 +153,9 @@ def check_patient(*, planned: str, actual: str | None) -> list[Violation]:
 def check_machine(*, beam: str, planned: str, actual: str,
                   matched: frozenset[str] = frozenset()) -> list[Violation]:
     """The beam's planned machine, or one a physicist declared beam-matched to it
-    (`matched`: upper-case names of the machines matched to the planned one)."""
-    if planned.strip().upper() == actual.strip().upper() or actual.strip().upper() in matched:
+    (`matched`: upper-case names of the machines sharing a group with the actual one, so
+    the planned machine must be among them; the actual machine itself always is)."""
+    if planned.strip().upper() == actual.strip().upper() or planned.strip().upper() in matched:
         return []
     return [Violation(WRONG_MACHINE, f"{beam}: treatment machine", planned, actual, None,
                       f"{beam} is planned on {planned}, not {actual} (nor a machine "
@@ -354,7 +355,7 @@ class SessionFacts:
     course_status: str = "ON_TREATMENT"
     planned_patient: str = ""
     actual_patient: str | None = None
-    # Upper-case names of the machines a physicist declared beam-matched to each planned one.
+    # Upper-case names of the machines a physicist declared beam-matched with the actual one.
     matched_machines: frozenset[str] = frozenset()
     couch_pending: frozenset[str] = frozenset()  # beams whose couch reference awaits a 2nd person
 

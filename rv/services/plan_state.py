@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from rv import verification as v
@@ -54,10 +54,13 @@ class PlanState:
     last_treated_at: dict[int, datetime]
     dose_so_far: dict[int, float]    # by dose reference number
     tolerance_tables: set[int]
+    # fractions a session recorded as complete: closed, whatever a later revision's metersets
+    complete: set[int] = field(default_factory=set)
 
     def fraction_open(self, number: int) -> bool:
-        """Begun, but some beam (channel) still has meterset (time) left."""
-        if number not in self.started:
+        """Begun, but some beam (channel) still has meterset (time) left (of this revision's
+        metersets: a fraction completed on an earlier revision stays complete)."""
+        if number not in self.started or number in self.complete:
             return False
         return bool(self.left_beams(number) or self.left_channels(number))
 
@@ -116,9 +119,12 @@ def plan_state(*, plan: Plan) -> PlanState:
     started: set[int] = set()
     last: dict[int, datetime] = {}
     tables: set[int] = set()
+    complete: set[int] = set()
     for s in Session.objects.filter(plan_id__in=chain).order_by("treated_at", "id"):
         started.add(s.fraction_number)
         last[s.fraction_number] = s.treated_at
+        if s.fraction_complete:
+            complete.add(s.fraction_number)
     for bd in BeamDelivery.objects.filter(session__plan_id__in=chain).select_related(
             "session", "beam"):
         beam_delivered[bd.session.fraction_number][bd.beam.number].append(bd.delivered_meterset)
@@ -135,6 +141,6 @@ def plan_state(*, plan: Plan) -> PlanState:
             tables.add(b.beam.tolerance_table_id)
     fractions = plan.fractions_planned or None
     return PlanState(plan, beams, channels, fractions, beam_delivered, channel_delivered,
-                     started, last, dose, tables)
+                     started, last, dose, tables, complete)
 
 
