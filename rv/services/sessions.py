@@ -15,7 +15,6 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 
 from django.conf import settings
-from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -46,8 +45,9 @@ from rv.models import (
     TreatmentMachine,
     VerificationStatus,
 )
-from rv.roles import OVERRIDE, RECORD, may, require
+from rv.roles import OVERRIDE, RECORD, require
 from rv.services.audit import audit_record
+from rv.services.esign import SignatureRefused, esign_refusal_audit, esign_verify
 
 User = AbstractBaseUser | AnonymousUser
 VS = VerificationStatus
@@ -322,17 +322,10 @@ def _prepare(*, state: PlanState, machine: TreatmentMachine, fraction_number: in
 # --- the override --------------------------------------------------------------------------
 
 def _authoriser(*, override: OverrideInput, recorded_by: User) -> AbstractBaseUser:
-    """The authorising user, if the name, password and role hold; else PermissionDenied."""
-    user = get_user_model().objects.filter(username=override.username.strip()).first()
-    if user is None or not user.is_active or not override.password or \
-            not user.check_password(override.password):
-        raise PermissionDenied("The override is refused: user name or password is wrong.")
-    if user.pk == getattr(recorded_by, "pk", None):
-        raise PermissionDenied("The override is refused: the therapist recording the session "
-                               "cannot authorise it; a physicist or physician must.")
-    if not may(user, OVERRIDE):
-        raise PermissionDenied(f"The override is refused: {user.get_username()} is not a "
-                               "physicist or physician.")
+    """The authorising user, if their e-signature holds (rv.services.esign: one message
+    whatever was wrong); else PermissionDenied."""
+    user = esign_verify(username=override.username, password=override.password,
+                        action=OVERRIDE, not_user=recorded_by, by=recorded_by)
     if not override.reason.strip():
         raise PermissionDenied("The override is refused: give a reason.")
     return user
@@ -386,6 +379,8 @@ def session_record(*, plan: Plan, machine: TreatmentMachine, fraction_number: in
                            override=override, appointment=appointment,
                            now=now or timezone.now())
     except OverrideRefused as exc:
+        if isinstance(exc.__cause__, SignatureRefused):
+            esign_refusal_audit(exc.__cause__)
         _override_refused(override=override, recorded_by=recorded_by,  # type: ignore[arg-type]
                           plan=plan, why=exc.message)
         raise
@@ -431,7 +426,7 @@ def _record(*, plan: Plan, machine: TreatmentMachine, fraction_number: int | Non
         try:
             authoriser = _authoriser(override=override, recorded_by=recorded_by)
         except PermissionDenied as exc:
-            raise OverrideRefused(exc.message, violations) from None
+            raise OverrideRefused(exc.message, violations) from exc
     if violations:
         covered = set(override.violation_keys) if override else set()
         uncovered = [x for x in violations if x.key() not in covered]

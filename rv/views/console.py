@@ -8,6 +8,7 @@ from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied as HttpForbidden
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -16,7 +17,7 @@ from django.views.decorators.http import require_POST
 
 from rv.errors import DomainError, OverrideRefused, VerificationFailed
 from rv.models import Appointment, Plan, TerminationStatus, TreatmentMachine
-from rv.roles import ADMIN, OVERRIDE, RECORD, VIEW_AUDIT, has_role, may
+from rv.roles import MESSAGES, OVERRIDE, RECORD, Action, can, may
 from rv.selectors import day_list
 from rv.services import schedule as schedule_services
 from rv.services.sessions import (
@@ -26,20 +27,23 @@ from rv.services.sessions import (
     plan_state,
     session_record,
 )
+from rv.views.access import requires
 
 
 @login_required
 def home(request: HttpRequest) -> HttpResponseRedirect:
-    """Each role's first page: the console for therapists, the audit trail for admins,
-    the patients for physicists and physicians; the archive stays in the menu."""
-    if may(request.user, RECORD):
-        return redirect("rv-console")
-    if has_role(request.user, ADMIN) and may(request.user, VIEW_AUDIT):
-        return redirect("rv-audit")
-    return redirect("rv-patients")
+    """Each role's first page: the console for therapists, the patients for physicists
+    and physicians, the audit trail for admins, users for a bare superuser; an account
+    with no role gets the "no access" page."""
+    for action, page in ((Action.SESSION_RECORD, "rv-console"),
+                         (Action.CLINICAL_READ, "rv-patients"), (Action.AUDIT_READ, "rv-audit"),
+                         (Action.HISTORY_READ, "rv-history"), (Action.MANAGE_USERS, "rv-users")):
+        if can(request.user, action):
+            return redirect(page)
+    raise HttpForbidden(MESSAGES[Action.CLINICAL_READ])
 
 
-@login_required
+@requires(Action.CLINICAL_READ)
 def machines(request: HttpRequest) -> HttpResponse:
     today = timezone.localdate()
     rows = [{"machine": m, "today": Appointment.objects.filter(
@@ -55,7 +59,7 @@ def _day(request: HttpRequest) -> date:
         return timezone.localdate()
 
 
-@login_required
+@requires(Action.CLINICAL_READ)
 def day(request: HttpRequest, machine: str) -> HttpResponse:
     m = get_object_or_404(TreatmentMachine, name=machine)
     when = _day(request)
@@ -130,7 +134,7 @@ def _newest_revision(plan: Plan) -> Plan:
     return plan
 
 
-@login_required
+@requires(Action.CLINICAL_READ)
 def record(request: HttpRequest, machine: str, pk: int) -> HttpResponse:
     m = get_object_or_404(TreatmentMachine, name=machine)
     appointment = get_object_or_404(Appointment.objects.select_related(
@@ -184,7 +188,7 @@ def record(request: HttpRequest, machine: str, pk: int) -> HttpResponse:
         "may_record": may(request.user, RECORD), "override_roles": OVERRIDE})
 
 
-@login_required
+@requires(Action.CLINICAL_READ)
 @require_POST
 def schedule(request: HttpRequest, pk: int) -> HttpResponseRedirect:
     plan = get_object_or_404(Plan, pk=pk)
@@ -206,7 +210,7 @@ def schedule(request: HttpRequest, pk: int) -> HttpResponseRedirect:
     return redirect("rv-plan", plan.pk)
 
 
-@login_required
+@requires(Action.CLINICAL_READ)
 @require_POST
 def appointment_change(request: HttpRequest, pk: int) -> HttpResponseRedirect:
     """Move an appointment to another day, or cancel it (the plan page's schedule table)."""
