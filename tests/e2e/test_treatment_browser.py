@@ -79,7 +79,7 @@ def test_out_of_tolerance_is_blocked_then_overridden(page: Any, live_server: Any
     page.get_by_label("Password").fill(PASSWORD)
     page.get_by_label("Reason").fill("trying")
     page.get_by_role("button", name="Record with override").click()
-    page.get_by_text("cannot authorise").wait_for()
+    page.get_by_text("The signature is refused").wait_for()  # rv.services.esign: one message
     page.get_by_label("User name").fill("phoebe")
     page.get_by_label("Password").fill(PASSWORD)
     page.get_by_label("Reason").fill("daily output check allows it")
