@@ -97,8 +97,14 @@ class AuditEventAdmin(ReadOnlyAdmin):
 
 
 @admin.register(TreatmentMachine)
-class TreatmentMachineAdmin(admin.ModelAdmin):
+class TreatmentMachineAdmin(Gated, admin.ModelAdmin):
     list_display = ["name", "manufacturer", "model_name"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return can(request.user, Action.MACHINE_EDIT)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return can(request.user, Action.MACHINE_EDIT)
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False

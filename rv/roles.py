@@ -45,6 +45,7 @@ class Action(StrEnum):
     COURSE_STATUS = "course_status"  # break, suspend, stop, resume a course
     OVERRIDE = "override"            # sign an override of a verification violation
     TOLERANCE_EDIT = "edit_tolerance"  # define, change, assign tolerance tables
+    MACHINE_EDIT = "edit_machine"    # add or change a treatment machine (admin site)
     IMAGE_REVIEW = "review_image"    # approve or reject an RT Image
     RECORD_ASSIGN = "assign_record"  # assign a machine's treatment record to a plan
     RECORD_REVIEW = "review_record"  # review what a treatment record flagged
@@ -74,6 +75,7 @@ PERMISSIONS: dict[Action, tuple[str, ...]] = {
     A.COURSE_STATUS: (PHYSICIST, PHYSICIAN),
     A.OVERRIDE: (PHYSICIST, PHYSICIAN),
     A.TOLERANCE_EDIT: (PHYSICIST,),
+    A.MACHINE_EDIT: (PHYSICIST,),
     A.IMAGE_REVIEW: (THERAPIST, PHYSICIAN),
     A.RECORD_ASSIGN: (PHYSICIST,),
     A.RECORD_REVIEW: (PHYSICIST, PHYSICIAN),
@@ -95,6 +97,7 @@ _WORDS: dict[Action, str] = {
     A.PLAN_COMPLETE: "complete a plan", A.PLAN_MOVE: "move a plan to another course",
     A.COURSE_CREATE: "open a course", A.COURSE_STATUS: "change a course's status",
     A.OVERRIDE: "authorise an override", A.TOLERANCE_EDIT: "change tolerance tables",
+    A.MACHINE_EDIT: "change treatment machines",
     A.IMAGE_REVIEW: "approve or reject an image",
     A.RECORD_ASSIGN: "assign a treatment record to a plan",
     A.RECORD_REVIEW: "review what a treatment record flagged",

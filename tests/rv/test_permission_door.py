@@ -255,7 +255,8 @@ def test_admin_site_shows_a_superuser_no_patient_data(client: Client) -> None:
     for url in ("/admin/rv/patient/", "/admin/rv/plan/", "/admin/rv/session/",
                 "/admin/rv/course/", "/admin/rv/appointment/", "/admin/rv/auditevent/",
                 "/admin/archive/patient/", "/admin/archive/study/", "/admin/archive/instance/",
-                "/admin/rv/tolerancetable/", "/admin/dicom_net/exportjob/"):
+                "/admin/rv/tolerancetable/", "/admin/rv/treatmentmachine/",
+                "/admin/dicom_net/exportjob/"):
         assert client.get(url).status_code == 403, url
     index = client.get("/admin/").content.decode()
     assert "SECRET2" not in index and "/admin/rv/patient/" not in index

@@ -72,6 +72,7 @@ EXPECTED = {
     COURSE_STATUS: {PHYSICIST, PHYSICIAN},
     OVERRIDE: {PHYSICIST, PHYSICIAN},
     EDIT_TOLERANCE: {PHYSICIST},
+    A.MACHINE_EDIT: {PHYSICIST},
     REVIEW_IMAGE: {THERAPIST, PHYSICIAN},   # issue 8
     ASSIGN_RECORD: {PHYSICIST},             # issue 8
     REVIEW_RECORD: {PHYSICIST, PHYSICIAN},  # issue 8
@@ -81,7 +82,7 @@ EXPECTED = {
 }
 # Checked at their doors (pages, API), not by a service function.
 DOOR_ONLY = {A.CLINICAL_READ, VIEW_HISTORY, VIEW_AUDIT, A.EXPORT_READ, A.NODE_READ,
-             A.EXPORT_RETRY, MANAGE_NODES}
+             A.EXPORT_RETRY, MANAGE_NODES, A.MACHINE_EDIT}
 CELLS = [(action, role) for action in EXPECTED for role in ALL_ROLES]
 
 
