@@ -275,7 +275,7 @@ def test_the_demo_admin_is_an_it_account_with_the_admin_role(settings, tmp_path,
     assert admin.is_superuser and list(admin.groups.values_list("name", flat=True)) == [
         "admin"]
     client.force_login(admin)
-    assert client.get("/").url == "/audit/"
+    assert client.get("/")["Location"] == "/audit/"
     assert client.get("/history/").status_code == 200  # the admin role reads history
     plan = Plan.objects.get()
     for url in ("/patients/", f"/plans/{plan.pk}/", "/console/"):

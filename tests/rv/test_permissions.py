@@ -105,7 +105,7 @@ def _beam_input(plan: Plan) -> list[BeamInput]:
 NOW = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 
 
-def _attempt(action: str, user: User) -> Callable[[], object]:
+def _attempt(action: Action, user: User) -> Callable[[], object]:
     """The service call for one action, done by `user`."""
     if action == SCHEDULE:
         plan = _plan()
@@ -188,7 +188,7 @@ def _attempt(action: str, user: User) -> Callable[[], object]:
 
 
 @pytest.mark.parametrize(("action", "role"), CELLS, ids=[f"{a}-{r}" for a, r in CELLS])
-def test_cell(action: str, role: str) -> None:
+def test_cell(action: Action, role: str) -> None:
     user = make_user(f"user_{role}", role)
     allowed = role in EXPECTED[action]
     assert can(user, action) is allowed
