@@ -3,7 +3,8 @@ from django.core.exceptions import ValidationError
 
 from dicom_net.exports import export_retry
 from dicom_net.models import AssociationLog, ExportJob, Node
-from rv.roles import MANAGE_NODES, may
+from rv.errors import DomainError
+from rv.roles import MANAGE_NODES, Action, can, may, require
 
 
 @admin.register(Node)
@@ -31,6 +32,12 @@ class NodeAdmin(admin.ModelAdmin):
 
 @admin.register(AssociationLog)
 class AssociationLogAdmin(admin.ModelAdmin):
+    def has_module_permission(self, request):  # type: ignore[no-untyped-def]
+        return can(request.user, Action.MANAGE_NODES)
+
+    def has_view_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
+        return can(request.user, Action.MANAGE_NODES)
+
     list_display = ["started_at", "calling_ae", "peer_host", "outcome", "stored", "duplicates",
                     "failed", "reason"]
     list_filter = ["outcome", "calling_ae"]
@@ -52,8 +59,19 @@ class ExportJobAdmin(admin.ModelAdmin):
     readonly_fields = [f.name for f in ExportJob._meta.fields]
     actions = ["retry"]
 
+    def has_module_permission(self, request):  # type: ignore[no-untyped-def]
+        return can(request.user, Action.EXPORT_READ)
+
+    def has_view_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
+        return can(request.user, Action.EXPORT_READ)
+
     @admin.action(description="Send the selected exports again")
     def retry(self, request, queryset):  # type: ignore[no-untyped-def]
+        try:
+            require(request.user, Action.EXPORT_RETRY)
+        except DomainError as exc:
+            self.message_user(request, exc.message, messages.ERROR)
+            return
         done = 0
         for job in queryset:
             try:

@@ -18,7 +18,8 @@ from rest_framework.routers import SimpleRouter
 from dicom_net.exports import export_retry
 from dicom_net.models import ExportJob, Node
 from dicom_net.services import node_add, node_remove, node_update
-from rv.roles import ADMIN, MANAGE_NODES, PHYSICIST, has_role, may
+from rv import errors
+from rv.roles import Action, require
 
 
 class ExportJobSerializer(serializers.ModelSerializer):
@@ -36,6 +37,7 @@ class ExportJobSerializer(serializers.ModelSerializer):
 
 
 class ExportJobViewSet(viewsets.ReadOnlyModelViewSet):
+    required_action = Action.EXPORT_READ  # rv.api.access
     queryset = ExportJob.objects.select_related("node", "instance").order_by("-created_at",
                                                                              "-id")
     serializer_class = ExportJobSerializer
@@ -47,8 +49,10 @@ class ExportJobViewSet(viewsets.ReadOnlyModelViewSet):
                                "admin or physicist; 409: the job is already queued.")
     @action(detail=True, methods=["post"])
     def retry(self, request: Request, pk: str | None = None) -> Response:
-        if not has_role(request.user, ADMIN, PHYSICIST):
-            raise exceptions.PermissionDenied("only admins and physicists may re-send exports")
+        try:
+            require(request.user, Action.EXPORT_RETRY)
+        except errors.PermissionDenied as exc:
+            raise exceptions.PermissionDenied(exc.message) from exc
         job = self.get_object()
         try:
             job = export_retry(job=job)
@@ -75,13 +79,6 @@ class NodeUpdateSerializer(NodeSerializer):
         read_only_fields = ["id", "name", "roles", "created_at"]
 
 
-class ReadOrManageNodes(permissions.BasePermission):
-    message = "Only an admin may manage DICOM nodes."
-
-    def has_permission(self, request: Any, view: Any) -> bool:
-        return request.method in permissions.SAFE_METHODS or may(request.user, MANAGE_NODES)
-
-
 def _invalid(exc: ValidationError) -> exceptions.ValidationError:
     return exceptions.ValidationError(exc.message_dict if hasattr(exc, "error_dict")
                                       else {"detail": exc.messages[0]})
@@ -90,7 +87,10 @@ def _invalid(exc: ValidationError) -> exceptions.ValidationError:
 class NodeViewSet(viewsets.ModelViewSet):
     queryset = Node.objects.order_by("name")
     serializer_class = NodeSerializer
-    permission_classes = [permissions.IsAuthenticated, ReadOrManageNodes]
+
+    def required_action_for(self, request: Request) -> Action:  # rv.api.access
+        return Action.NODE_READ if request.method in permissions.SAFE_METHODS \
+            else Action.MANAGE_NODES
     filterset_fields = ["name", "ae_title", "can_store", "can_query", "move_destination",
                         "receives_exports"]
     ordering_fields = ["name", "ae_title", "created_at"]

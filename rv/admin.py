@@ -1,5 +1,7 @@
 """Django admin for rv: clinical data is read-only here (it changes only through services);
-tolerance tables are saved through their service functions, so versioning and audit hold."""
+tolerance tables are saved through their service functions, so versioning and audit hold.
+What the admin site shows is the permission matrix's too (rv.roles): a superuser without a
+clinical role sees no patient data here either (the archive's pages are gated below)."""
 
 from __future__ import annotations
 
@@ -11,6 +13,8 @@ from django.contrib.auth.models import User as AuthUser
 from django.db import transaction
 from django.http import HttpRequest
 
+import archive.admin as archive_admin
+import archive.models as am
 from rv.errors import DomainError
 from rv.models import (
     Appointment,
@@ -23,12 +27,24 @@ from rv.models import (
     TreatmentMachine,
 )
 from rv.models.machine import TOLERANCE_FIELDS
-from rv.roles import MANAGE_USERS, may, roles_of
+from rv.roles import MANAGE_USERS, Action, can, may, roles_of
 from rv.services.tolerance import tolerance_table_create, tolerance_table_update
 from rv.services.users import user_admin_password_changed, user_admin_saved
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+class Gated:
+    """Admin pages shown only to those the matrix lets read them (rv.roles.can)."""
+
+    read_action = Action.CLINICAL_READ
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return can(request.user, self.read_action)
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return can(request.user, self.read_action)
+
+
+class ReadOnlyAdmin(Gated, admin.ModelAdmin):
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
@@ -75,20 +91,27 @@ class AppointmentAdmin(ReadOnlyAdmin):
 
 @admin.register(AuditEvent)
 class AuditEventAdmin(ReadOnlyAdmin):
+    read_action = Action.AUDIT_READ
     list_display = ["at", "username", "action", "object_type", "object_id"]
     list_filter = ["action", "object_type"]
 
 
 @admin.register(TreatmentMachine)
-class TreatmentMachineAdmin(admin.ModelAdmin):
+class TreatmentMachineAdmin(Gated, admin.ModelAdmin):
     list_display = ["name", "manufacturer", "model_name"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return can(request.user, Action.MACHINE_EDIT)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return can(request.user, Action.MACHINE_EDIT)
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
 
 @admin.register(ToleranceTable)
-class ToleranceTableAdmin(admin.ModelAdmin):
+class ToleranceTableAdmin(Gated, admin.ModelAdmin):
     list_display = ["label", "machine", "version", "is_current", "used_for_delivery", "source"]
     list_filter = ["source", "machine", "is_current"]
     fields = ["machine", "label", *[name for name, _ in TOLERANCE_FIELDS]]
@@ -98,6 +121,12 @@ class ToleranceTableAdmin(admin.ModelAdmin):
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
         return ["machine", "label"] if obj is not None else []
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return can(request.user, Action.TOLERANCE_EDIT)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return can(request.user, Action.TOLERANCE_EDIT)
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
@@ -165,3 +194,11 @@ class VerityUserAdmin(UserAdmin):
 
 admin.site.unregister(AuthUser)
 admin.site.register(AuthUser, VerityUserAdmin)
+
+# The archive's index pages show patients: gated like rv's (archive does not import rv).
+for _model, _base in ((am.Patient, archive_admin.PatientAdmin),
+                      (am.Study, archive_admin.StudyAdmin),
+                      (am.Series, archive_admin.SeriesAdmin),
+                      (am.Instance, archive_admin.InstanceAdmin)):
+    admin.site.unregister(_model)
+    admin.site.register(_model, type(_base.__name__, (Gated, _base), {}))

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from django.http import HttpRequest
 
-from rv.roles import PERMISSIONS, allowed_actions
+from rv.roles import Action, allowed_actions
 
 
 def permissions(request: HttpRequest) -> dict[str, dict[str, bool]]:
-    user = getattr(request, "user", None)
-    allowed = allowed_actions(user) if user is not None else set()
-    return {"rv_may": {action: action in allowed for action in PERMISSIONS}}
+    """`rv_may.<action>` for every rv.roles.Action, from the one matrix (rv.roles.can)."""
+    allowed = allowed_actions(getattr(request, "user", None))
+    return {"rv_may": {action.value: action in allowed for action in Action}}

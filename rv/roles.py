@@ -1,6 +1,14 @@
-"""The four roles of CONTRACT.md, as Django groups created by a migration."""
+"""The one permission door (issue 11): the roles, the matrix of who may do what, and
+`require` / `can` over it. Every clinical write (services) and every clinical read (pages,
+API, admin site) asks here; nothing else decides (docs/permissions.md).
+
+The four roles of CONTRACT.md are Django groups created by a migration. A superuser is an
+IT account: the admin site, users and DICOM nodes; it has no clinical right unless it is
+also in a role group (the role decides, never the superuser flag)."""
 
 from __future__ import annotations
+
+from enum import StrEnum
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 
@@ -9,97 +17,148 @@ PHYSICIST = "physicist"
 PHYSICIAN = "physician"
 ADMIN = "admin"
 ALL_ROLES = (THERAPIST, PHYSICIST, PHYSICIAN, ADMIN)
+CLINICAL_ROLES = (THERAPIST, PHYSICIST, PHYSICIAN)
+
+User = AbstractBaseUser | AnonymousUser
 
 
-def has_role(user: AbstractBaseUser | AnonymousUser, *roles: str) -> bool:
-    if not user.is_authenticated:
-        return False
-    if getattr(user, "is_superuser", False):
-        return True
-    return user.groups.filter(name__in=roles).exists()  # type: ignore[union-attr,attr-defined]
+class Action(StrEnum):
+    """What a user may be allowed to do. The values are the template names
+    (`rv_may.<value>`, rv.context)."""
+
+    # reads
+    CLINICAL_READ = "clinical_read"  # patients, courses, plans, sessions, appointments,
+    #   records, images, charts, console, archive, tolerance tables, machine records
+    HISTORY_READ = "view_history"    # treatment history across patients, its CSV, timelines
+    AUDIT_READ = "view_audit"        # the audit trail
+    EXPORT_READ = "export_read"      # the DICOM export queue
+    NODE_READ = "node_read"          # the DICOM peers
+    # clinical writes
+    SCHEDULE = "schedule"            # schedule, move, cancel appointments
+    SESSION_RECORD = "record"        # record a treatment session at the console / API
+    PLAN_APPROVE = "approve"         # approve a plan for treatment (with an e-signature)
+    PLAN_HOLD = "plan_hold"          # put on hold, release from hold
+    PLAN_RETIRE = "plan_retire"
+    PLAN_COMPLETE = "plan_complete"
+    PLAN_MOVE = "plan_move"          # move a plan to another course
+    COURSE_CREATE = "course_create"
+    COURSE_STATUS = "course_status"  # break, suspend, stop, resume a course
+    OVERRIDE = "override"            # sign an override of a verification violation
+    TOLERANCE_EDIT = "edit_tolerance"  # define, change, assign tolerance tables
+    MACHINE_EDIT = "edit_machine"    # add or change a treatment machine (admin site)
+    IMAGE_REVIEW = "review_image"    # approve or reject an RT Image
+    RECORD_ASSIGN = "assign_record"  # assign a machine's treatment record to a plan
+    RECORD_REVIEW = "review_record"  # review what a treatment record flagged
+    EXPORT_RETRY = "export_retry"    # send a failed export again
+    COUCH_CONFIRM = "confirm_couch"  # a second person confirms couch positions of fraction 1
+    # administration
+    MANAGE_USERS = "manage_users"
+    MANAGE_NODES = "manage_nodes"
 
 
-# The permission matrix (issue 5): which roles may do what. Service functions enforce it
-# (`require`), the web UI hides what a role may not do (`may`), the API answers 403.
-SCHEDULE = "schedule"
-RECORD = "record"
-APPROVE = "approve"
-OVERRIDE = "override"
-EDIT_TOLERANCE = "edit_tolerance"
-COURSE_STATUS = "course_status"
-MANAGE_USERS = "manage_users"
-MANAGE_NODES = "manage_nodes"
-VIEW_AUDIT = "view_audit"
-REVIEW_IMAGE = "review_image"
-ASSIGN_RECORD = "assign_record"
-REVIEW_RECORD = "review_record"
-VIEW_HISTORY = "view_history"
-CONFIRM_COUCH = "confirm_couch"
-
-PERMISSIONS: dict[str, tuple[str, ...]] = {
-    SCHEDULE: (THERAPIST, PHYSICIST),
-    RECORD: (THERAPIST,),
-    APPROVE: (PHYSICIST, PHYSICIAN),
-    OVERRIDE: (PHYSICIST, PHYSICIAN),
-    EDIT_TOLERANCE: (PHYSICIST,),
-    COURSE_STATUS: (PHYSICIST, PHYSICIAN),
-    MANAGE_USERS: (ADMIN,),
-    MANAGE_NODES: (ADMIN,),
-    VIEW_AUDIT: (ADMIN, PHYSICIST),
-    REVIEW_IMAGE: (THERAPIST, PHYSICIAN),
-    ASSIGN_RECORD: (PHYSICIST,),
-    REVIEW_RECORD: (PHYSICIST, PHYSICIAN),
-    # Treatment history across patients (issue 7); physicians too: they prescribe and sign.
-    VIEW_HISTORY: (ADMIN, PHYSICIST, PHYSICIAN),
-    # A second person confirms couch positions captured at fraction 1 (issue 11).
-    CONFIRM_COUCH: (THERAPIST, PHYSICIST),
+A = Action
+PERMISSIONS: dict[Action, tuple[str, ...]] = {
+    A.CLINICAL_READ: CLINICAL_ROLES,
+    # Treatment history and the audit trail as the README's matrix has them: the admin role
+    # (records officer) reads them, a bare superuser does not.
+    A.HISTORY_READ: (ADMIN, PHYSICIST, PHYSICIAN),
+    A.AUDIT_READ: (ADMIN, PHYSICIST),
+    A.EXPORT_READ: ALL_ROLES,
+    A.NODE_READ: ALL_ROLES,
+    A.SCHEDULE: (THERAPIST, PHYSICIST),
+    A.SESSION_RECORD: (THERAPIST,),
+    A.PLAN_APPROVE: (PHYSICIST, PHYSICIAN),
+    A.PLAN_HOLD: (PHYSICIST, PHYSICIAN),
+    A.PLAN_RETIRE: (PHYSICIST, PHYSICIAN),
+    A.PLAN_COMPLETE: (PHYSICIST, PHYSICIAN),
+    A.PLAN_MOVE: (PHYSICIST,),
+    A.COURSE_CREATE: (PHYSICIST,),
+    A.COURSE_STATUS: (PHYSICIST, PHYSICIAN),
+    A.OVERRIDE: (PHYSICIST, PHYSICIAN),
+    A.TOLERANCE_EDIT: (PHYSICIST,),
+    A.MACHINE_EDIT: (PHYSICIST,),
+    A.IMAGE_REVIEW: (THERAPIST, PHYSICIAN),
+    A.RECORD_ASSIGN: (PHYSICIST,),
+    A.RECORD_REVIEW: (PHYSICIST, PHYSICIAN),
+    A.EXPORT_RETRY: (ADMIN, PHYSICIST),
+    A.COUCH_CONFIRM: (THERAPIST, PHYSICIST),
+    A.MANAGE_USERS: (ADMIN,),
+    A.MANAGE_NODES: (ADMIN,),
 }
 
-# What each action is called in a refusal ("Only a therapist may record a treatment session.")
-ACTION_WORDS: dict[str, str] = {
-    SCHEDULE: "schedule treatment", RECORD: "record a treatment session",
-    APPROVE: "approve a plan for treatment", OVERRIDE: "authorise an override",
-    EDIT_TOLERANCE: "change tolerance tables", COURSE_STATUS: "change a course's status",
-    MANAGE_USERS: "manage users and roles", MANAGE_NODES: "manage DICOM nodes",
-    VIEW_AUDIT: "view the audit trail",
-    REVIEW_IMAGE: "approve or reject an image",
-    ASSIGN_RECORD: "assign a treatment record to a plan",
-    REVIEW_RECORD: "review what a treatment record flagged",
-    VIEW_HISTORY: "view the treatment history",
-    CONFIRM_COUCH: "confirm captured couch positions",
+# What a superuser may do by the flag alone: the IT account's work, no patient data.
+SUPERUSER_ACTIONS = frozenset({A.MANAGE_USERS, A.MANAGE_NODES, A.NODE_READ})
+
+_WORDS: dict[Action, str] = {
+    A.CLINICAL_READ: "see patient data", A.HISTORY_READ: "view the treatment history",
+    A.AUDIT_READ: "view the audit trail", A.EXPORT_READ: "see the export queue",
+    A.NODE_READ: "see the DICOM nodes", A.SCHEDULE: "schedule treatment",
+    A.SESSION_RECORD: "record a treatment session",
+    A.PLAN_APPROVE: "approve a plan for treatment",
+    A.PLAN_HOLD: "put a plan on hold or release it", A.PLAN_RETIRE: "retire a plan",
+    A.PLAN_COMPLETE: "complete a plan", A.PLAN_MOVE: "move a plan to another course",
+    A.COURSE_CREATE: "open a course", A.COURSE_STATUS: "change a course's status",
+    A.OVERRIDE: "authorise an override", A.TOLERANCE_EDIT: "change tolerance tables",
+    A.MACHINE_EDIT: "change treatment machines",
+    A.IMAGE_REVIEW: "approve or reject an image",
+    A.RECORD_ASSIGN: "assign a treatment record to a plan",
+    A.RECORD_REVIEW: "review what a treatment record flagged",
+    A.EXPORT_RETRY: "send an export again",
+    A.COUCH_CONFIRM: "confirm captured couch positions", A.MANAGE_USERS: "manage users and roles",
+    A.MANAGE_NODES: "manage DICOM nodes",
 }
 
 
-# A superuser (the Django admin's owner) may administer, never act clinically without a role.
-_SUPERUSER_ACTIONS = (MANAGE_USERS, MANAGE_NODES, VIEW_AUDIT, VIEW_HISTORY)
+def _who(action: Action) -> str:
+    roles = list(PERMISSIONS[action])
+    return roles[0] if len(roles) == 1 else f"{', '.join(roles[:-1])} or {roles[-1]}"
 
 
-def allowed_actions(user: AbstractBaseUser | AnonymousUser) -> set[str]:
-    """The actions of PERMISSIONS the user's roles allow (one query)."""
-    if not user.is_authenticated:
+# One fixed refusal per action: it names the roles, never the user or what they lack.
+MESSAGES: dict[Action, str] = {
+    action: f"Only {'an' if _who(action)[0] in 'aeiou' else 'a'} {_who(action)} may "
+            f"{_WORDS[action]}." for action in Action}
+
+# The names before issue 11 (kept for callers on other branches).
+SCHEDULE, RECORD, APPROVE, OVERRIDE = A.SCHEDULE, A.SESSION_RECORD, A.PLAN_APPROVE, A.OVERRIDE
+EDIT_TOLERANCE, COURSE_STATUS = A.TOLERANCE_EDIT, A.COURSE_STATUS
+MANAGE_USERS, MANAGE_NODES, VIEW_AUDIT = A.MANAGE_USERS, A.MANAGE_NODES, A.AUDIT_READ
+REVIEW_IMAGE, ASSIGN_RECORD, REVIEW_RECORD = A.IMAGE_REVIEW, A.RECORD_ASSIGN, A.RECORD_REVIEW
+VIEW_HISTORY = A.HISTORY_READ
+CONFIRM_COUCH = A.COUCH_CONFIRM
+
+
+def roles_of(user: User | None) -> list[str]:
+    """The user's role groups, sorted (one query)."""
+    if user is None or not user.is_authenticated:
+        return []
+    return sorted(user.groups.filter(  # type: ignore[union-attr,attr-defined]
+        name__in=ALL_ROLES).values_list("name", flat=True))
+
+
+def allowed_actions(user: User | None) -> set[Action]:
+    """Every action the matrix allows the user (one query)."""
+    if user is None or not user.is_authenticated or not getattr(user, "is_active", True):
         return set()
     roles = set(roles_of(user))
-    superuser = bool(getattr(user, "is_superuser", False))
-    return {action for action, allowed in PERMISSIONS.items()
-            if roles & set(allowed) or (superuser and action in _SUPERUSER_ACTIONS)}
+    allowed = {action for action, who in PERMISSIONS.items() if roles & set(who)}
+    if getattr(user, "is_superuser", False):
+        allowed |= SUPERUSER_ACTIONS
+    return allowed
 
 
-def may(user: AbstractBaseUser | AnonymousUser, action: str) -> bool:
-    """Whether the user's role allows the action (rv.roles.PERMISSIONS)."""
-    return action in allowed_actions(user)
+def can(user: User | None, action: Action) -> bool:
+    """Whether the matrix allows the user the action (menus, templates, buttons)."""
+    return Action(action) in allowed_actions(user)
 
 
-def roles_of(user: AbstractBaseUser | AnonymousUser) -> list[str]:
-    if not user.is_authenticated:
-        return []
-    return sorted(user.groups.filter(name__in=ALL_ROLES)  # type: ignore[union-attr,attr-defined]
-                  .values_list("name", flat=True))
-
-
-def require(user: AbstractBaseUser | AnonymousUser, action: str) -> None:
-    """Raise rv.errors.PermissionDenied unless the user's role allows the action."""
+def require(user: User | None, action: Action) -> None:
+    """THE door: raise rv.errors.PermissionDenied (the action's one message) unless the
+    matrix allows the user the action."""
     from rv.errors import PermissionDenied
 
-    if not may(user, action):
-        roles = " or ".join(PERMISSIONS[action])
-        raise PermissionDenied(f"Only a {roles} may {ACTION_WORDS[action]}.")
+    if not can(user, action):
+        raise PermissionDenied(MESSAGES[Action(action)])
+
+
+may = can  # the name before issue 11

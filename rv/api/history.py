@@ -16,7 +16,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     RTIonBeamsTreatmentRecordStorage,
     RTTreatmentSummaryRecordStorage,
 )
-from rest_framework import exceptions, generics, permissions, serializers, viewsets
+from rest_framework import exceptions, generics, serializers, viewsets
 from rest_framework.pagination import BasePagination, CursorPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -33,14 +33,7 @@ from rv.history import (
     history_page,
 )
 from rv.models import Session, VerificationStatus
-from rv.roles import VIEW_HISTORY, may
-
-
-class MayViewHistory(permissions.BasePermission):
-    message = "Only an admin, physicist or physician may view the treatment history."
-
-    def has_permission(self, request: Any, view: Any) -> bool:
-        return may(request.user, VIEW_HISTORY)
+from rv.roles import Action
 
 
 class NewestFirstCursorPagination(CursorPagination):
@@ -129,7 +122,7 @@ class HistoryView(generics.ListAPIView):
     """Treatment history: one row per delivered beam, newest first (admins, physicists,
     physicians). Filters combine; pages are cursor pages."""
 
-    permission_classes = [permissions.IsAuthenticated, MayViewHistory]
+    required_action = Action.HISTORY_READ  # rv.api.access
     serializer_class = HistoryRowSerializer
     pagination_class = HistoryPagination
     filter_backends = [filters.DjangoFilterBackend]
@@ -146,7 +139,7 @@ class HistoryView(generics.ListAPIView):
 
 
 class HistoryCsvView(generics.GenericAPIView):
-    permission_classes = [permissions.IsAuthenticated, MayViewHistory]
+    required_action = Action.HISTORY_READ
     filter_backends = [filters.DjangoFilterBackend]
     filterset_class = HistoryFilter
     pagination_class = None
@@ -218,6 +211,7 @@ class RecordViewSet(viewsets.ReadOnlyModelViewSet):
     """RT Beams / Brachy / Ion Beams Treatment Records and RT Treatment Summary Records held
     in the archive, with the session and plan they record where Verity made them."""
 
+    required_action = Action.CLINICAL_READ
     serializer_class = RecordSerializer
     filterset_class = RecordFilter
     ordering_fields = ["received_at", "content_date"]

@@ -20,6 +20,7 @@ from rv.api.serializers import (
     PlanSerializer,
 )
 from rv.models import Course, Patient, Plan
+from rv.roles import Action
 from rv.selectors import plan_detail
 from rv.services import plans as plan_services
 
@@ -46,12 +47,14 @@ class PatientFilter(filters.FilterSet):
 
 
 class PatientViewSet(viewsets.ReadOnlyModelViewSet):
+    required_action = Action.CLINICAL_READ  # rv.api.access
     queryset = Patient.objects.order_by("patient_name", "patient_id")
     serializer_class = PatientSerializer
     filterset_class = PatientFilter
 
 
 class CourseViewSet(viewsets.ReadOnlyModelViewSet):
+    required_action = Action.CLINICAL_READ
     queryset = Course.objects.order_by("patient", "created_at", "id")
     serializer_class = CourseSerializer
     filterset_fields = ["patient", "status", "code"]
@@ -76,6 +79,7 @@ MoveRequest = inline_serializer("PlanMoveRequest", {"course": serializers.Intege
 
 
 class PlanViewSet(viewsets.ReadOnlyModelViewSet):
+    required_action = Action.CLINICAL_READ  # the actions: their service requires more
     queryset = Plan.objects.select_related("course", "approved_by").prefetch_related(
         "fraction_groups").order_by("-created_at", "-id")
     filterset_class = PlanFilter

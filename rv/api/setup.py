@@ -16,6 +16,7 @@ from rest_framework.response import Response
 from rv import errors
 from rv.api.treat_inputs import RequestInvalid, SetupCheckIn, session_request
 from rv.models import MachineGroup, Override, SetupClearance, TreatmentMachine
+from rv.roles import Action
 from rv.services.machines import machine_group_save, machine_meterset_policy_set
 from rv.services.setup_check import OverrideInput, setup_check
 
@@ -59,6 +60,7 @@ class SetupClearanceSerializer(serializers.ModelSerializer):
 
 
 class SetupCheckViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
+    required_action = Action.CLINICAL_READ  # rv.api.access; the check itself: the service
     queryset = (SetupClearance.objects.select_related("machine", "checked_by", "session")
                 .prefetch_related("overrides__authorised_by").order_by("-checked_at", "-id"))
     serializer_class = SetupClearanceSerializer
@@ -106,6 +108,7 @@ PolicyIn = inline_serializer("MetersetPolicyRequest", {
 
 
 class MachineViewSet(viewsets.ReadOnlyModelViewSet):
+    required_action = Action.CLINICAL_READ  # the policy: the service (physicist)
     queryset = TreatmentMachine.objects.prefetch_related("groups").order_by("name")
     serializer_class = MachineSerializer
 
@@ -135,6 +138,7 @@ class MachineGroupSerializer(serializers.ModelSerializer):
 
 
 class MachineGroupViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
+    required_action = Action.CLINICAL_READ  # declaring a group: the service (physicist)
     queryset = MachineGroup.objects.prefetch_related("machines").order_by("name")
     serializer_class = MachineGroupSerializer
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from django_filters import rest_framework as filters
 from drf_spectacular.utils import extend_schema, inline_serializer
-from rest_framework import exceptions, mixins, permissions, serializers, status, viewsets
+from rest_framework import exceptions, mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -29,7 +29,7 @@ from rv.models import (
     SessionDose,
     TreatmentMachine,
 )
-from rv.roles import VIEW_AUDIT, may
+from rv.roles import Action
 from rv.services import schedule as schedule_services
 from rv.services.sessions import session_record, session_review
 
@@ -151,6 +151,7 @@ class SessionFilter(filters.FilterSet):
 
 
 class SessionViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
+    required_action = Action.CLINICAL_READ  # rv.api.access; recording, review: the service
     queryset = (Session.objects.select_related("machine", "recorded_by", "plan")
                 .prefetch_related("beams__beam", "channels__setup", "channels__channel",
                                   "overrides__authorised_by", "doses__dose_reference")
@@ -209,6 +210,7 @@ CancelIn = inline_serializer("AppointmentCancelRequest", {
 
 
 class AppointmentViewSet(viewsets.ReadOnlyModelViewSet):
+    required_action = Action.CLINICAL_READ  # scheduling: the service
     queryset = Appointment.objects.select_related("machine", "plan").prefetch_related(
         "plan__fraction_groups").order_by("date", "time", "id")
     serializer_class = AppointmentSerializer
@@ -271,17 +273,10 @@ class AppointmentViewSet(viewsets.ReadOnlyModelViewSet):
             reason=str(request.data.get("reason", ""))))
 
 
-class MayViewAudit(permissions.BasePermission):
-    message = "Only an admin or physicist may view the audit trail."
-
-    def has_permission(self, request: Any, view: Any) -> bool:
-        return may(request.user, VIEW_AUDIT)
-
-
 class AuditEventViewSet(viewsets.ReadOnlyModelViewSet):
     queryset = AuditEvent.objects.order_by("-at", "-id")
     serializer_class = AuditEventSerializer
     filterset_class = AuditEventFilter
-    permission_classes = [permissions.IsAuthenticated, MayViewAudit]
+    required_action = Action.AUDIT_READ
     pagination_class = AuditCursorPagination
     ordering_fields = ["at"]

@@ -1,9 +1,21 @@
 from django.urls import include, path
-from rest_framework.routers import DefaultRouter
+from rest_framework import permissions
+from rest_framework.routers import APIRootView, DefaultRouter
 
 from rv.api import auth, history, plans, setup, treatment
 
-router = DefaultRouter()
+
+class RootView(APIRootView):
+    """The list of endpoints: no patient data, any logged-in user."""
+
+    permission_classes = [permissions.IsAuthenticated]
+
+
+class Router(DefaultRouter):
+    APIRootView = RootView
+
+
+router = Router()
 router.register("patients", plans.PatientViewSet, basename="patient")
 router.register("courses", plans.CourseViewSet, basename="course")
 router.register("plans", plans.PlanViewSet, basename="plan")

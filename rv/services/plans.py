@@ -8,21 +8,17 @@ from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import transaction
 from django.utils import timezone
 
-from rv.errors import PermissionDenied, ValidationError
+from rv.errors import ValidationError
 from rv.models import Course, Patient, Plan
-from rv.roles import PHYSICIAN, PHYSICIST, has_role
+from rv.roles import Action, require
 from rv.services.audit import audit_record
+from rv.services.esign import SignatureRefused, esign_refusal_audit, esign_verify
 from rv.services.plan_import import course_open
 
 User = AbstractBaseUser | AnonymousUser
 S = Plan.Status
 # Statuses a later revision's approval supersedes; a COMPLETED or RETIRED plan stays so.
 _SUPERSEDABLE = (S.RECEIVED, S.APPROVED, S.ON_HOLD)
-
-
-def _require(user: User, *roles: str, action: str) -> None:
-    if not has_role(user, *roles):
-        raise PermissionDenied(f"Only a {' or '.join(roles)} may {action}.")
 
 
 def _locked(plan: Plan) -> Plan:
@@ -43,13 +39,22 @@ def _transition(plan: Plan, *, user: User | None, to: str, action: str,
     return plan
 
 
-@transaction.atomic
 def plan_approve(*, plan: Plan, user: User, password: str) -> Plan:
-    """Approve for treatment: a physicist or physician, signing again with their password,
-    and only a plan the TPS itself marked APPROVED (PS3.3 C.8.8.16)."""
-    _require(user, PHYSICIST, PHYSICIAN, action="approve a plan for treatment")
-    if not password or not user.check_password(password):  # type: ignore[union-attr]
-        raise PermissionDenied("The password does not match: approval needs your signature.")
+    """Approve for treatment: a physicist or physician, signing again with their password
+    (rv.services.esign: a refused signature is audited and survives the rollback), and only
+    a plan the TPS itself marked APPROVED (PS3.3 C.8.8.16)."""
+    require(user, Action.PLAN_APPROVE)
+    try:
+        return _plan_approve(plan=plan, user=user, password=password)
+    except SignatureRefused as refused:
+        esign_refusal_audit(refused)
+        raise
+
+
+@transaction.atomic
+def _plan_approve(*, plan: Plan, user: User, password: str) -> Plan:
+    esign_verify(username=user.get_username(), password=password,
+                 action=Action.PLAN_APPROVE, by=user, subject=plan)
     plan = _locked(plan)
     if plan.dicom_approval_status != "APPROVED":
         raise ValidationError(
@@ -72,7 +77,7 @@ def plan_approve(*, plan: Plan, user: User, password: str) -> Plan:
 
 @transaction.atomic
 def plan_hold(*, plan: Plan, user: User, reason: str = "") -> Plan:
-    _require(user, PHYSICIST, PHYSICIAN, action="put a plan on hold")
+    require(user, Action.PLAN_HOLD)
     plan = _locked(plan)
     plan.status_before_hold = plan.status
     return _transition(plan, user=user, to=S.ON_HOLD, action="hold",
@@ -81,7 +86,7 @@ def plan_hold(*, plan: Plan, user: User, reason: str = "") -> Plan:
 
 @transaction.atomic
 def plan_release_hold(*, plan: Plan, user: User) -> Plan:
-    _require(user, PHYSICIST, PHYSICIAN, action="release a plan from hold")
+    require(user, Action.PLAN_HOLD)
     plan = _locked(plan)
     back = plan.status_before_hold or S.RECEIVED
     plan.status_before_hold = ""
@@ -91,7 +96,7 @@ def plan_release_hold(*, plan: Plan, user: User) -> Plan:
 
 @transaction.atomic
 def plan_retire(*, plan: Plan, user: User, reason: str = "") -> Plan:
-    _require(user, PHYSICIST, PHYSICIAN, action="retire a plan")
+    require(user, Action.PLAN_RETIRE)
     plan = _locked(plan)
     return _transition(plan, user=user, to=S.RETIRED, action="retire",
                        allowed_from=(S.RECEIVED, S.APPROVED, S.ON_HOLD),
@@ -100,7 +105,7 @@ def plan_retire(*, plan: Plan, user: User, reason: str = "") -> Plan:
 
 @transaction.atomic
 def plan_complete(*, plan: Plan, user: User) -> Plan:
-    _require(user, PHYSICIST, PHYSICIAN, action="complete a plan")
+    require(user, Action.PLAN_COMPLETE)
     plan = _locked(plan)
     return _transition(plan, user=user, to=S.COMPLETED, action="complete",
                        allowed_from=(S.APPROVED,))
@@ -109,7 +114,7 @@ def plan_complete(*, plan: Plan, user: User) -> Plan:
 @transaction.atomic
 def plan_move_to_course(*, plan: Plan, user: User, course: Course) -> Plan:
     """A physicist moves a plan to another course of the same patient."""
-    _require(user, PHYSICIST, action="move a plan to another course")
+    require(user, Action.PLAN_MOVE)
     plan = _locked(plan)
     if course.patient_id != plan.patient_id:
         raise ValidationError(f"Course {course.code} belongs to another patient.")
@@ -126,7 +131,7 @@ def plan_move_to_course(*, plan: Plan, user: User, course: Course) -> Plan:
 @transaction.atomic
 def course_create(*, patient: Patient, user: User) -> Course:
     """A physicist opens the patient's next course (Cn), e.g. to move a plan into it."""
-    _require(user, PHYSICIST, action="open a course")
+    require(user, Action.COURSE_CREATE)
     patient = Patient.objects.select_for_update().get(pk=patient.pk)
     course = course_open(patient=patient)
     audit_record(action="course.create", obj=course, user=user, details={"code": course.code})

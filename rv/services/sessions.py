@@ -19,7 +19,7 @@ from django.utils import timezone
 
 from archive.services import files_removed_on_rollback
 from rv import verification as v
-from rv.errors import Conflict, PermissionDenied, ValidationError
+from rv.errors import Conflict, ValidationError
 from rv.models import (
     Appointment,
     BeamDelivery,
@@ -38,6 +38,7 @@ from rv.roles import RECORD, REVIEW_RECORD, require
 from rv.services.audit import audit_record
 from rv.services.couch import couch_capture
 from rv.services.course_status import after_fraction, course_treatment_status_set
+from rv.services.esign import esign_verify
 from rv.services.plan_state import PlanState, plan_state
 from rv.services.setup_check import OverrideInput, day_rule, lock_target
 from rv.services.treatment_facts import (
@@ -274,14 +275,11 @@ def _mark_used(*, plan: Plan, prepared: Prepared) -> None:
 
 def session_review(*, session: Session, user: User, password: str, comment: str) -> Session:
     """A physicist or physician reviews a NOT_VERIFIED session (what it found stays on the
-    record), signing with their password; audited. A refused signature is audited too, in a
-    transaction of its own."""
+    record), signing with their password (rv.services.esign; a refusal is audited in a
+    transaction of its own)."""
     require(user, REVIEW_RECORD)
-    if not password or not user.check_password(password):  # type: ignore[union-attr]
-        with transaction.atomic():
-            audit_record(action="esign.refused", obj=session, user=user,
-                         details={"action": "session.review"})
-        raise PermissionDenied("The signature is not valid: the review needs your password.")
+    esign_verify(username=user.get_username(), password=password, action=REVIEW_RECORD,
+                 by=user, subject=session)
     if not comment.strip():
         raise ValidationError("Say what you concluded.")
     return _review(session=session, user=user, comment=comment.strip())

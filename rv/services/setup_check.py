@@ -9,7 +9,6 @@ from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any, cast
 
-from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import transaction
 from django.utils import timezone
@@ -24,15 +23,16 @@ from rv.errors import (
     VerificationFailed,
 )
 from rv.models import Appointment, Override, Plan, SetupClearance, TreatmentMachine
-from rv.roles import OVERRIDE, RECORD, may, require
+from rv.roles import OVERRIDE, RECORD, require
 from rv.selectors import plan_to_treat
 from rv.services.audit import audit_record
+from rv.services.esign import REFUSED, SignatureRefused, esign_refusal_audit, esign_verify
 from rv.services.plan_state import PlanState, plan_state
 from rv.services.treatment_facts import prepare, resolve
 from rv.treatment_request import RequestInvalid, SessionRequest, check_request
 
 User = AbstractBaseUser | AnonymousUser
-OVERRIDE_REFUSED = "The override is refused: the signature is not valid for an override."
+OVERRIDE_REFUSED = REFUSED  # one refusal whatever was wrong (rv.services.esign)
 
 
 @dataclass(frozen=True)
@@ -112,14 +112,10 @@ def lock_target(*, request: SessionRequest, plan: Plan | None = None) -> Target:
 
 
 def authorise(*, override: OverrideInput, operator: User) -> AbstractBaseUser:
-    """The authorising user, if name, password and role hold and it is not the operator;
-    else one refusal whatever was wrong (no oracle on another user's password)."""
-    user = get_user_model().objects.filter(username=override.username.strip()).first()
-    ok = (user is not None and user.is_active and bool(override.password)
-          and user.check_password(override.password)
-          and user.pk != getattr(operator, "pk", None) and may(user, OVERRIDE))
-    if not ok or user is None:
-        raise PermissionDenied(OVERRIDE_REFUSED)
+    """The authorising user, if their e-signature holds (rv.services.esign: one message
+    whatever was wrong, no oracle on another user's password; never the operator)."""
+    user = esign_verify(username=override.username, password=override.password,
+                        action=OVERRIDE, not_user=operator, by=operator)
     if not override.reason.strip():
         raise PermissionDenied("The override is refused: give a reason.")
     return user
@@ -146,6 +142,8 @@ def setup_check(*, request: SessionRequest, checked_by: User,
         return _check(request=request, checked_by=checked_by, override=override,
                       date_reason=date_reason, now=now or timezone.now())
     except OverrideRefused as exc:
+        if isinstance(exc.__cause__, SignatureRefused):
+            esign_refusal_audit(exc.__cause__)
         with transaction.atomic():
             audit_record(action="override.refused", obj=None, user=checked_by,
                          object_type="rv.plan", object_id=str(request.plan_id), details={
@@ -187,7 +185,7 @@ def _check(*, request: SessionRequest, checked_by: User, override: OverrideInput
         try:
             authoriser = authorise(override=override, operator=checked_by)
         except PermissionDenied as exc:
-            raise OverrideRefused(exc.message, violations) from None
+            raise OverrideRefused(exc.message, violations) from exc
     if violations:
         covered = set(override.violation_keys) if override else set()
         uncovered = [x for x in violations if x.key() not in covered]

@@ -11,9 +11,8 @@ from django.db import transaction
 from rv.errors import ValidationError
 from rv.models import Beam, Plan, ToleranceTable, TreatmentMachine
 from rv.models.machine import TOLERANCE_FIELDS
-from rv.roles import PHYSICIST
+from rv.roles import Action, require
 from rv.services.audit import audit_record
-from rv.services.plans import _require
 
 User = AbstractBaseUser | AnonymousUser
 _NAMES = {name for name, _ in TOLERANCE_FIELDS}
@@ -40,7 +39,7 @@ def _locked_current(table: ToleranceTable) -> ToleranceTable:
 @transaction.atomic
 def tolerance_table_create(*, user: User, machine: TreatmentMachine, label: str,
                            values: dict[str, float | None]) -> ToleranceTable:
-    _require(user, PHYSICIST, action="define tolerance tables")
+    require(user, Action.TOLERANCE_EDIT)
     if not label.strip():
         raise ValidationError("A tolerance table needs a label.")
     table = ToleranceTable.objects.create(source=ToleranceTable.Source.USER, machine=machine,
@@ -54,7 +53,7 @@ def tolerance_table_create(*, user: User, machine: TreatmentMachine, label: str,
 def tolerance_table_new_version(*, table: ToleranceTable, user: User,
                                 values: dict[str, float | None]) -> ToleranceTable:
     """Freeze `table` and make its successor with `values` changed."""
-    _require(user, PHYSICIST, action="change tolerance tables")
+    require(user, Action.TOLERANCE_EDIT)
     table = _locked_current(table)
     new = ToleranceTable.objects.create(
         source=table.source, machine=table.machine, label=table.label,
@@ -73,7 +72,7 @@ def tolerance_table_new_version(*, table: ToleranceTable, user: User,
 def tolerance_table_update(*, table: ToleranceTable, user: User,
                            values: dict[str, float | None]) -> ToleranceTable:
     """Edit in place while never used for a delivery; otherwise make a new version."""
-    _require(user, PHYSICIST, action="change tolerance tables")
+    require(user, Action.TOLERANCE_EDIT)
     table = _locked_current(table)
     if table.used_for_delivery:
         return tolerance_table_new_version(table=table, user=user, values=values)
@@ -89,7 +88,7 @@ def tolerance_table_update(*, table: ToleranceTable, user: User,
 @transaction.atomic
 def tolerance_table_assign(*, beam: Beam, table: ToleranceTable, user: User) -> Beam:
     """Give a beam that carries no tolerance table from its plan one of its machine's."""
-    _require(user, PHYSICIST, action="assign tolerance tables")
+    require(user, Action.TOLERANCE_EDIT)
     beam = Beam.objects.select_for_update(of=("self",)).select_related(
         "plan", "tolerance_table").get(
         pk=beam.pk)

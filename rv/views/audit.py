@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
 from rv.filters import AuditEventFilter
 from rv.models import AuditEvent
-from rv.roles import VIEW_AUDIT, may
+from rv.roles import Action
+from rv.views.access import requires
 
 
-@login_required
+@requires(Action.AUDIT_READ)
 def audit(request: HttpRequest) -> HttpResponse:
-    if not may(request.user, VIEW_AUDIT):
-        raise PermissionDenied("Only an admin or physicist may view the audit trail.")
     flt = AuditEventFilter(request.GET or None, queryset=AuditEvent.objects.order_by("-at", "-id"))
     page = Paginator(flt.qs, 100).get_page(request.GET.get("page"))
     query = request.GET.copy()

@@ -7,6 +7,7 @@ from datetime import date
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied as HttpForbidden
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
@@ -14,23 +15,26 @@ from django.views.decorators.http import require_POST
 
 from rv.errors import DomainError
 from rv.models import Appointment, Plan, TreatmentMachine
-from rv.roles import ADMIN, RECORD, VIEW_AUDIT, has_role, may
+from rv.roles import MESSAGES, RECORD, Action, can, may
 from rv.selectors import day_list
 from rv.services import schedule as schedule_services
+from rv.views.access import requires
 
 
 @login_required
 def home(request: HttpRequest) -> HttpResponseRedirect:
-    """Each role's first page: the console for therapists, the audit trail for admins,
-    the patients for physicists and physicians; the archive stays in the menu."""
-    if may(request.user, RECORD):
-        return redirect("rv-console")
-    if has_role(request.user, ADMIN) and may(request.user, VIEW_AUDIT):
-        return redirect("rv-audit")
-    return redirect("rv-patients")
+    """Each role's first page: the console for therapists, the patients for physicists
+    and physicians, the audit trail for admins, users for a bare superuser; an account
+    with no role gets the "no access" page."""
+    for action, page in ((Action.SESSION_RECORD, "rv-console"),
+                         (Action.CLINICAL_READ, "rv-patients"), (Action.AUDIT_READ, "rv-audit"),
+                         (Action.HISTORY_READ, "rv-history"), (Action.MANAGE_USERS, "rv-users")):
+        if can(request.user, action):
+            return redirect(page)
+    raise HttpForbidden(MESSAGES[Action.CLINICAL_READ])
 
 
-@login_required
+@requires(Action.CLINICAL_READ)
 def machines(request: HttpRequest) -> HttpResponse:
     today = timezone.localdate()
     rows = [{"machine": m, "today": Appointment.objects.filter(
@@ -46,7 +50,7 @@ def _day(request: HttpRequest) -> date:
         return timezone.localdate()
 
 
-@login_required
+@requires(Action.CLINICAL_READ)
 def day(request: HttpRequest, machine: str) -> HttpResponse:
     m = get_object_or_404(TreatmentMachine, name=machine)
     when = _day(request)
@@ -55,7 +59,7 @@ def day(request: HttpRequest, machine: str) -> HttpResponse:
         "may_record": may(request.user, RECORD)})
 
 
-@login_required
+@requires(Action.CLINICAL_READ)
 @require_POST
 def schedule(request: HttpRequest, pk: int) -> HttpResponseRedirect:
     plan = get_object_or_404(Plan, pk=pk)
@@ -77,7 +81,7 @@ def schedule(request: HttpRequest, pk: int) -> HttpResponseRedirect:
     return redirect("rv-plan", plan.pk)
 
 
-@login_required
+@requires(Action.CLINICAL_READ)
 @require_POST
 def appointment_change(request: HttpRequest, pk: int) -> HttpResponseRedirect:
     """Move an appointment to another day, or cancel it (the plan page's schedule table)."""

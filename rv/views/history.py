@@ -3,8 +3,6 @@ pages of delivered beams, the same rows as CSV, and one patient's timeline."""
 
 from __future__ import annotations
 
-from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, QueryDict, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, render
 
@@ -12,19 +10,12 @@ from rv.api.history import csv_response
 from rv.filters import HistoryFilter
 from rv.history import Cursor, history_csv, history_deliveries, history_page, patient_timeline
 from rv.models import Patient
-from rv.roles import VIEW_HISTORY, may
-
-DENIED = "Only an admin, physicist or physician may view the treatment history."
-
-
-def _allowed(request: HttpRequest) -> None:
-    if not may(request.user, VIEW_HISTORY):
-        raise PermissionDenied(DENIED)
+from rv.roles import Action
+from rv.views.access import requires
 
 
-@login_required
+@requires(Action.HISTORY_READ)
 def history(request: HttpRequest) -> HttpResponse:
-    _allowed(request)
     flt = HistoryFilter(request.GET, queryset=history_deliveries())
     try:
         cursor = Cursor.decode(request.GET["cursor"]) if request.GET.get("cursor") else None
@@ -41,9 +32,8 @@ def history(request: HttpRequest) -> HttpResponse:
         "previous": page.previous.encode() if page and page.previous else ""})
 
 
-@login_required
+@requires(Action.HISTORY_READ)
 def history_csv_download(request: HttpRequest) -> HttpResponse | StreamingHttpResponse:
-    _allowed(request)
     flt = HistoryFilter(request.GET, queryset=history_deliveries())
     if not flt.is_valid():
         return HttpResponse(f"Bad filter: {flt.errors.as_text()}", status=400,
@@ -51,9 +41,8 @@ def history_csv_download(request: HttpRequest) -> HttpResponse | StreamingHttpRe
     return csv_response(history_csv(qs=flt.qs))
 
 
-@login_required
+@requires(Action.HISTORY_READ)
 def patient_history(request: HttpRequest, pk: int) -> HttpResponse:
-    _allowed(request)
     patient = get_object_or_404(Patient, pk=pk)
     return render(request, "rv/history_patient.html", {
         "patient": patient, "sessions": patient_timeline(patient=patient)})

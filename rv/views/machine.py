@@ -5,7 +5,6 @@ rv.services.images / rv.services.machine."""
 from __future__ import annotations
 
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -16,11 +15,12 @@ from archive.models import Instance
 from rv.errors import DomainError
 from rv.imaging import CannotRender, render_instance
 from rv.models import DeviceRecord, Plan, RTImageLink, Session
-from rv.roles import ASSIGN_RECORD, REVIEW_IMAGE, REVIEW_RECORD, may
+from rv.roles import Action, can
 from rv.selectors import session_rt_images, unmatched_device_records
 from rv.services.images import rt_image_review
 from rv.services.machine import device_record_assign, device_record_review
 from rv.treatment_request import SETTING_FIELDS, SETTING_WORDS
+from rv.views.access import requires
 
 
 def _window(request: HttpRequest) -> tuple[float | None, float | None]:
@@ -32,7 +32,7 @@ def _window(request: HttpRequest) -> tuple[float | None, float | None]:
     return (wc, ww) if ww >= 1 else (None, None)
 
 
-@login_required
+@requires(Action.CLINICAL_READ)
 def session_page(request: HttpRequest, pk: int) -> HttpResponse:
     session = get_object_or_404(
         Session.objects.select_related("plan__patient", "machine", "recorded_by")
@@ -44,12 +44,12 @@ def session_page(request: HttpRequest, pk: int) -> HttpResponse:
     return render(request, "rv/session.html", {
         "session": session, "plan": session.plan,
         "setting_words": [SETTING_WORDS[n] for n in SETTING_FIELDS],
-        "may_review": may(request.user, REVIEW_RECORD),
+        "may_review": can(request.user, Action.RECORD_REVIEW),
         "records": session.device_records.select_related("instance").order_by("created_at"),
         "images": session_rt_images(session=session)})
 
 
-@login_required
+@requires(Action.CLINICAL_READ)
 def instance_png(request: HttpRequest, pk: int) -> HttpResponse:
     """An archived image as PNG (windowed by ?wc=&ww= or the image's own values)."""
     instance = get_object_or_404(Instance, pk=pk)
@@ -63,7 +63,7 @@ def instance_png(request: HttpRequest, pk: int) -> HttpResponse:
     return response
 
 
-@login_required
+@requires(Action.CLINICAL_READ)
 def image_page(request: HttpRequest, pk: int) -> HttpResponse:
     image = get_object_or_404(RTImageLink.objects.select_related(
         "instance", "plan__patient", "beam", "reviewed_by", "patient"), pk=pk)
@@ -82,10 +82,10 @@ def image_page(request: HttpRequest, pk: int) -> HttpResponse:
             fraction_number=image.fraction_number)
     return render(request, "rv/image.html", {
         "image": image, "src": src, "problem": problem, "wc": wc, "ww": ww,
-        "sessions": sessions, "may_review": may(request.user, REVIEW_IMAGE)})
+        "sessions": sessions, "may_review": can(request.user, Action.IMAGE_REVIEW)})
 
 
-@login_required
+@requires(Action.CLINICAL_READ)
 @require_POST
 def image_review(request: HttpRequest, pk: int) -> HttpResponseRedirect:
     image = get_object_or_404(RTImageLink, pk=pk)
@@ -100,7 +100,7 @@ def image_review(request: HttpRequest, pk: int) -> HttpResponseRedirect:
     return redirect("rv-image", image.pk)
 
 
-@login_required
+@requires(Action.CLINICAL_READ)
 def device_records(request: HttpRequest) -> HttpResponse:
     records = list(unmatched_device_records())
     for r in records:
@@ -110,10 +110,11 @@ def device_records(request: HttpRequest) -> HttpResponse:
     recent = DeviceRecord.objects.exclude(status=DeviceRecord.Status.UNMATCHED).select_related(
         "plan", "session")[:50]
     return render(request, "rv/device_records.html", {
-        "records": records, "recent": recent, "may_assign": may(request.user, ASSIGN_RECORD)})
+        "records": records, "recent": recent,
+        "may_assign": can(request.user, Action.RECORD_ASSIGN)})
 
 
-@login_required
+@requires(Action.CLINICAL_READ)
 @require_POST
 def device_record_assign_view(request: HttpRequest, pk: int) -> HttpResponseRedirect:
     record = get_object_or_404(DeviceRecord, pk=pk)
@@ -131,7 +132,7 @@ def device_record_assign_view(request: HttpRequest, pk: int) -> HttpResponseRedi
     return redirect("rv-device-records")
 
 
-@login_required
+@requires(Action.CLINICAL_READ)
 @require_POST
 def device_record_review_view(request: HttpRequest, pk: int) -> HttpResponseRedirect:
     record = get_object_or_404(DeviceRecord, pk=pk)

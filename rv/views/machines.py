@@ -4,19 +4,19 @@ policy and beam-matched groups. Thin doors into rv.services.machines."""
 from __future__ import annotations
 
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from rv.errors import DomainError
 from rv.models import MachineGroup, TreatmentMachine
-from rv.roles import EDIT_TOLERANCE, may
+from rv.roles import EDIT_TOLERANCE, Action, may
 from rv.services.machines import machine_group_save, machine_meterset_policy_set
 from rv.treatment_request import RequestInvalid, number
+from rv.views.access import requires
 
 
-@login_required
+@requires(Action.CLINICAL_READ)
 def machines(request: HttpRequest) -> HttpResponse:
     return render(request, "rv/machines.html", {
         "machines": TreatmentMachine.objects.prefetch_related("groups").order_by("name"),
@@ -24,7 +24,7 @@ def machines(request: HttpRequest) -> HttpResponse:
         "may_edit": may(request.user, EDIT_TOLERANCE)})
 
 
-@login_required
+@requires(Action.CLINICAL_READ)
 @require_POST
 def meterset_policy(request: HttpRequest, pk: int) -> HttpResponseRedirect:
     machine = get_object_or_404(TreatmentMachine, pk=pk)
@@ -42,7 +42,7 @@ def meterset_policy(request: HttpRequest, pk: int) -> HttpResponseRedirect:
     return redirect("rv-machines")
 
 
-@login_required
+@requires(Action.CLINICAL_READ)
 @require_POST
 def group_save(request: HttpRequest) -> HttpResponseRedirect:
     chosen = list(TreatmentMachine.objects.filter(

@@ -7,7 +7,6 @@ from collections.abc import Callable
 from typing import Any
 
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect, render
@@ -24,7 +23,7 @@ from rv.forms import (
 )
 from rv.models import Appointment, Beam, CouchReference, Course, Patient, Plan, ToleranceTable
 from rv.models.machine import TOLERANCE_FIELDS
-from rv.roles import CONFIRM_COUCH, COURSE_STATUS, PHYSICIAN, PHYSICIST, SCHEDULE, has_role, may
+from rv.roles import Action, can
 from rv.selectors import (
     course_list_for_patient,
     delivered_dose_by_reference,
@@ -40,17 +39,18 @@ from rv.selectors import (
 from rv.services import plans as plan_services
 from rv.services import tolerance as tolerance_services
 from rv.services.course_status import course_treatment_status_set
+from rv.views.access import requires
 from rv.views.charts import dose_chart_svg
 
 
-@login_required
+@requires(Action.CLINICAL_READ)
 def patients(request: HttpRequest) -> HttpResponse:
     search = request.GET.get("q", "")
     page = Paginator(patient_list(search=search), 50).get_page(request.GET.get("page"))
     return render(request, "rv/clinical_patients.html", {"page": page, "q": search})
 
 
-@login_required
+@requires(Action.CLINICAL_READ)
 def patient_chart(request: HttpRequest, pk: int) -> HttpResponse:
     patient = get_object_or_404(Patient.objects.select_related("archive_patient"), pk=pk)
     courses = list(course_list_for_patient(patient=patient))
@@ -79,7 +79,7 @@ def _beam_rows(plan: Plan) -> list[dict[str, Any]]:
     return rows
 
 
-@login_required
+@requires(Action.CLINICAL_READ)
 def plan_page(request: HttpRequest, pk: int) -> HttpResponse:
     try:
         plan = plan_detail(pk=pk)
@@ -98,18 +98,22 @@ def plan_page(request: HttpRequest, pk: int) -> HttpResponse:
             "machine").prefetch_related("sessions").order_by("fraction_number", "date"),
         "couch_refs": CouchReference.objects.filter(plan_id__in=chain).select_related(
             "captured_by", "confirmed_by").order_by("beam_number"),
-        "may_confirm_couch": may(request.user, CONFIRM_COUCH),
+        "may_confirm_couch": can(request.user, Action.COUCH_CONFIRM),
         "machines": sorted(machines, key=lambda m: m.name),
-        "may_schedule": may(request.user, SCHEDULE),
-        "may_course_status": may(request.user, COURSE_STATUS),
+        "may_schedule": can(request.user, Action.SCHEDULE),
+        "may_course_status": can(request.user, Action.COURSE_STATUS),
         "course_statuses": [s for s in Course.TreatmentStatus.values
                             if s not in ("NOT_STARTED", "COMPLETED")],
         "today": timezone.localdate(),
         "weekdays": list(enumerate(("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"))),
         "approve_form": ApproveForm(), "reason_form": ReasonForm(),
         "move_form": MoveForm(patient_id=plan.patient_id),
-        "may_approve": has_role(request.user, PHYSICIST, PHYSICIAN),
-        "is_physicist": has_role(request.user, PHYSICIST),
+        "may_approve": can(request.user, Action.PLAN_APPROVE),
+        "may_hold": can(request.user, Action.PLAN_HOLD),
+        "may_retire": can(request.user, Action.PLAN_RETIRE),
+        "may_complete": can(request.user, Action.PLAN_COMPLETE),
+        "may_move": can(request.user, Action.PLAN_MOVE),
+        "may_edit_tolerance": can(request.user, Action.TOLERANCE_EDIT),
         "chain": plan.revision_chain()[1:],
     })
 
@@ -125,7 +129,7 @@ def _act(request: HttpRequest, plan: Plan, action: Callable[[], object], done: s
     return redirect("rv-plan", plan.pk)
 
 
-@login_required
+@requires(Action.CLINICAL_READ)
 @require_POST
 def plan_action(request: HttpRequest, pk: int, action: str) -> HttpResponseRedirect:
     plan = get_object_or_404(Plan, pk=pk)
@@ -164,7 +168,7 @@ def plan_action(request: HttpRequest, pk: int, action: str) -> HttpResponseRedir
     return _act(request, plan, call, done)
 
 
-@login_required
+@requires(Action.CLINICAL_READ)
 @require_POST
 def beam_assign_tolerance(request: HttpRequest, pk: int) -> HttpResponseRedirect:
     beam = get_object_or_404(Beam.objects.select_related("plan"), pk=pk)
@@ -177,7 +181,7 @@ def beam_assign_tolerance(request: HttpRequest, pk: int) -> HttpResponseRedirect
         f"Tolerance table assigned to beam {beam.number}.")
 
 
-@login_required
+@requires(Action.CLINICAL_READ)
 def tolerance_tables(request: HttpRequest) -> HttpResponse:
     form = ToleranceTableForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
@@ -194,10 +198,10 @@ def tolerance_tables(request: HttpRequest) -> HttpResponse:
         "machine").order_by("machine__name", "label", "-version")
     return render(request, "rv/tolerance_tables.html", {
         "tables": tables, "form": form, "fields": TOLERANCE_FIELDS,
-        "is_physicist": has_role(request.user, PHYSICIST)})
+        "may_edit_tolerance": can(request.user, Action.TOLERANCE_EDIT)})
 
 
-@login_required
+@requires(Action.CLINICAL_READ)
 def tolerance_table_edit(request: HttpRequest, pk: int) -> HttpResponse:
     table = get_object_or_404(ToleranceTable, pk=pk, source=ToleranceTable.Source.USER)
     form = ToleranceTableForm(request.POST or None, editing=True,

@@ -7,7 +7,6 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -23,7 +22,7 @@ from rv.models import (
     TerminationStatus,
     TreatmentMachine,
 )
-from rv.roles import RECORD, REVIEW_RECORD, may
+from rv.roles import RECORD, REVIEW_RECORD, Action, may
 from rv.selectors import plan_to_treat, sessions_to_review
 from rv.services.couch import couch_reference_confirm
 from rv.services.plan_state import plan_state
@@ -40,6 +39,7 @@ from rv.treatment_request import (
     number,
     setting_from,
 )
+from rv.views.access import requires
 
 
 def _appointment(machine: str, pk: int) -> tuple[TreatmentMachine, Appointment, Plan]:
@@ -122,7 +122,7 @@ def open_clearance(*, appointment: Appointment) -> SetupClearance | None:
             .order_by("-checked_at").first())
 
 
-@login_required
+@requires(Action.CLINICAL_READ)
 def check(request: HttpRequest, machine: str, pk: int) -> HttpResponse:
     """Step 1, before beam-on: identity, then the set-up as read at the machine."""
     m, appointment, plan = _appointment(machine, pk)
@@ -167,7 +167,7 @@ def check(request: HttpRequest, machine: str, pk: int) -> HttpResponse:
         "may_record": may(request.user, RECORD)})
 
 
-@login_required
+@requires(Action.CLINICAL_READ)
 def record(request: HttpRequest, machine: str, pk: int) -> HttpResponse:
     """Step 2, after beam-on: what was delivered, stored as delivered."""
     m, appointment, plan = _appointment(machine, pk)
@@ -208,14 +208,14 @@ def record(request: HttpRequest, machine: str, pk: int) -> HttpResponse:
         "may_record": may(request.user, RECORD)})
 
 
-@login_required
+@requires(Action.CLINICAL_READ)
 def reviews(request: HttpRequest) -> HttpResponse:
     """Sessions flagged NOT_VERIFIED that await a physicist's or physician's review."""
     return render(request, "rv/reviews.html", {
         "sessions": sessions_to_review(), "may_review": may(request.user, REVIEW_RECORD)})
 
 
-@login_required
+@requires(Action.CLINICAL_READ)
 @require_POST
 def review(request: HttpRequest, pk: int) -> HttpResponseRedirect:
     session = get_object_or_404(Session, pk=pk)
@@ -230,7 +230,7 @@ def review(request: HttpRequest, pk: int) -> HttpResponseRedirect:
     return redirect("rv-session", session.pk)
 
 
-@login_required
+@requires(Action.CLINICAL_READ)
 @require_POST
 def couch_confirm(request: HttpRequest, pk: int) -> HttpResponseRedirect:
     plan = get_object_or_404(Plan, pk=pk)

@@ -3,21 +3,18 @@
 from __future__ import annotations
 
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
 from django.contrib.auth.models import User
-from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 
 from rv.errors import DomainError
-from rv.roles import ALL_ROLES, MANAGE_USERS, may, roles_of
+from rv.roles import ALL_ROLES, Action, roles_of
 from rv.services import users as user_services
+from rv.views.access import requires
 
 
-@login_required
+@requires(Action.MANAGE_USERS)
 def users(request: HttpRequest) -> HttpResponse:
-    if not may(request.user, MANAGE_USERS):
-        raise PermissionDenied("Only an admin may manage users and roles.")
     if request.method == "POST":
         roles = request.POST.getlist("role")
         try:

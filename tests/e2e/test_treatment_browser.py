@@ -85,7 +85,7 @@ def test_out_of_tolerance_set_up_is_blocked_then_overridden(page: Any, live_serv
     page.get_by_label("Password").fill(PASSWORD)
     page.get_by_label("Reason").fill("trying")
     page.get_by_role("button", name="Check with override").click()
-    page.get_by_text("not valid for an override").wait_for()
+    page.get_by_text("The signature is refused").wait_for()  # rv.services.esign: one message
     page.get_by_label("User name").fill("phoebe")
     page.get_by_label("Password").fill(PASSWORD)
     page.get_by_label("Reason").fill("couch collision: gantry start moved")

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 import schemathesis
-from django.contrib.auth.models import User
+from django.contrib.auth.models import Group, User
 from django.core.management import call_command
 from django.core.signals import request_finished, request_started
 from django.core.wsgi import get_wsgi_application
@@ -22,6 +22,8 @@ from tests.rv.conftest import make_user
 def admin_token(db) -> str:  # type: ignore[no-untyped-def]
     call_command("seed_clinic", patients=3, machines=2, years=1, seed=5, verbosity=0)
     admin: User = make_user("schema_admin", "admin")
+    # every role, so that the clinical endpoints answer with data, not the door's 403
+    admin.groups.add(*Group.objects.filter(name__in=("therapist", "physicist", "physician")))
     return Token.objects.create(user=admin).key
 
 

@@ -53,7 +53,7 @@ def test_approval_form_needs_password(physicist) -> None:  # type: ignore[no-unt
     client = _client(physicist)
     url = reverse("rv-plan-action", args=[plan.pk, "approve"])
     page = client.post(url, {"password": "nope"}, follow=True)
-    assert "password does not match" in page.content.decode()
+    assert "The signature is refused" in page.content.decode()
     plan.refresh_from_db()
     assert plan.status == "RECEIVED"
     page = client.post(url, {"password": PASSWORD}, follow=True)

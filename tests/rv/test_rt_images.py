@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from django.contrib.auth.models import User
 from pydicom import dcmread
 from pydicom.uid import JPEG2000Lossless
 
@@ -13,8 +12,9 @@ from rv.errors import PermissionDenied, ValidationError
 from rv.imaging import png_encode, render, window
 from rv.ingest import object_receive
 from rv.models import AuditEvent, Plan, RTImageLink
+from rv.roles import THERAPIST
 from rv.services.images import rt_image_review
-from tests.rv.conftest import PASSWORD, receive_plan
+from tests.rv.conftest import make_user, receive_plan
 from tests.rv.plans import part10
 from tests.rv.records import png_decode, rt_image
 
@@ -45,7 +45,7 @@ def test_a_portal_image_is_linked_to_plan_beam_and_fraction_and_rendered(client)
     assert (link.plan, link.beam, link.fraction_number, link.label, link.kind) == (
         plan, plan.beams.get(number=1), 3, "Portal Arc1", "PORTAL")
     assert link.patient == plan.patient and link.review_status == "PENDING"
-    client.force_login(User.objects.create_user("viewer", password=PASSWORD))
+    client.force_login(make_user("viewer", THERAPIST))
     response = client.get(f"/archive/instances/{link.instance_id}/png/")
     assert response.status_code == 200 and response["Content-Type"] == "image/png"
     pixels = png_decode(response.content)
@@ -58,7 +58,7 @@ def test_a_portal_image_is_linked_to_plan_beam_and_fraction_and_rendered(client)
 def test_the_users_window_and_monochrome1_change_the_pixels_and_are_cached(  # type: ignore[no-untyped-def]
         client, data_dir) -> None:
     link = receive_image(rt_image(patient_id="IMG02", photometric="MONOCHROME1", window=None))
-    client.force_login(User.objects.create_user("viewer", password=PASSWORD))
+    client.force_login(make_user("viewer", THERAPIST))
     auto = png_decode(client.get(f"/archive/instances/{link.instance_id}/png/").content)
     assert auto[0, 0] == 255 and auto[-1, -1] == 0  # MONOCHROME1: low values bright
     narrow = png_decode(client.get(
@@ -101,7 +101,7 @@ def test_a_compressed_image_without_a_decoder_says_it_cannot_render(client) -> N
     buf = io.BytesIO()
     parsed.save_as(buf, enforce_file_format=True)
     link = receive_image(dcmread(io.BytesIO(buf.getvalue())))
-    client.force_login(User.objects.create_user("viewer", password=PASSWORD))
+    client.force_login(make_user("viewer", THERAPIST))
     response = client.get(f"/archive/instances/{link.instance_id}/png/")
     assert response.status_code == 415 and b"Cannot render" in response.content
     page = client.get(f"/images/{link.pk}/")
