@@ -23,8 +23,8 @@ from rv.roles import MESSAGES, PHYSICIST, THERAPIST, Action
 from rv.services import plans as plan_services
 from rv.services import tolerance as tolerance_services
 from rv.services.esign import REFUSED
-from rv.services.sessions import BeamInput, OverrideInput, session_record
 from tests.rv.conftest import PASSWORD, machine_of, make_user, receive_plan
+from tests.rv.treat import BeamInput, OverrideInput, session_record
 
 # --- every URL of the URLconf ------------------------------------------------------------
 
@@ -342,7 +342,7 @@ def test_override_refusals_say_the_same_whatever_was_wrong() -> None:
     inactive = make_user("gone", PHYSICIST)
     inactive.is_active = False
     inactive.save()
-    beams = [BeamInput(beam=plan.beams.get(), delivered_meterset=260.0)]
+    beams = [BeamInput(beam=plan.beams.get(), delivered_meterset=251.0, gantry_angle=90.0)]
     with pytest.raises(errors.VerificationFailed) as blocked:
         session_record(plan=plan, machine=machine_of(plan), beams=beams, recorded_by=rtt,
                        identity_confirmed=True, now=NOW)
@@ -379,14 +379,14 @@ def test_override_refusal_through_the_api_is_the_same_for_password_role_and_name
     api = APIClient()
     api.force_authenticate(therapist)
     body = {"plan": plan.pk, "machine": machine_of(plan).name, "identity_confirmed": True,
-            "beams": [{"beam": 1, "delivered_meterset": 260.0}]}
-    blocked = api.post("/api/v1/sessions/", body, format="json")
+            "beams": [{"beam": 1, "gantry_angle": 90.0}]}
+    blocked = api.post("/api/v1/setup-checks/", body, format="json")
     assert blocked.status_code == 422
     keys = [v["key"] for v in blocked.json()["violations"]]
     answers = []
     for name, password in ((physicist.username, "wrong"), ("tom", PASSWORD),
                            ("no-such-user", PASSWORD)):
-        got = api.post("/api/v1/sessions/", {**body, "override": {
+        got = api.post("/api/v1/setup-checks/", {**body, "override": {
             "username": name, "password": password, "reason": "r",
             "violation_keys": keys}}, format="json")
         answers.append((got.status_code, got.json()["message"]))

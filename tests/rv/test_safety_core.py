@@ -383,8 +383,6 @@ def test_day_list_and_record_page_show_the_same_revision(client: Client, therapi
 # --- a superuser is not a clinician -----------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="rv.services.plans._require uses rv.roles.has_role, "
-                   "which is true for any superuser; branch `perm` moves it to require()")
 def test_superuser_without_clinical_role_cannot_approve() -> None:
     root = User.objects.create_superuser("root", password=PASSWORD)
     plan = receive_plan()
