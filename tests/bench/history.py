@@ -40,9 +40,14 @@ SELECT bd.id, s.treated_at, bd.session_id, p.patient_id AS patient, pt.patient_i
        b.number, b.name, bd.specified_meterset, bd.delivered_meterset, bd.unit,
        bd.termination_status, bd.verification_status,
        (SELECT o.reason FROM rv_override o WHERE o.beam_delivery_id = bd.id
-        ORDER BY o.id LIMIT 1),
+        OR (o.session_id = bd.session_id AND o.beam_delivery_id IS NULL
+            AND o.channel_delivery_id IS NULL)
+        ORDER BY o.beam_delivery_id IS NULL, o.id LIMIT 1),
        (SELECT u2.username FROM rv_override o JOIN auth_user u2 ON u2.id = o.authorised_by_id
-        WHERE o.beam_delivery_id = bd.id ORDER BY o.id LIMIT 1),
+        WHERE o.beam_delivery_id = bd.id
+        OR (o.session_id = bd.session_id AND o.beam_delivery_id IS NULL
+            AND o.channel_delivery_id IS NULL)
+        ORDER BY o.beam_delivery_id IS NULL, o.id LIMIT 1),
        u.username
 FROM rv_beamdelivery bd
 JOIN rv_session s ON s.id = bd.session_id
