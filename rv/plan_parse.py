@@ -37,6 +37,11 @@ _TT_LAT = Tag(0x300A, 0x012A)
 _BLD_POSITIONS = Tag(0x300A, 0x011A)
 _BLD_TYPE = Tag(0x300A, 0x00B8)
 _LEAF_JAW = Tag(0x300A, 0x011C)
+# PS3.3 C.8.8.14 / C.8.8.14.7: per control point, per dose reference, the cumulative
+# coefficient by which Beam Dose is multiplied to give the dose to the reference so far
+_REF_DOSE_SEQ = Tag(0x300C, 0x0050)
+_REF_DOSE_NUMBER = Tag(0x300C, 0x0051)
+_DOSE_COEFFICIENT = Tag(0x300A, 0x010C)
 
 _SCALARS = (("gantry", _GANTRY), ("collimator", _COLLIMATOR), ("couch", _COUCH),
             ("weight", _WEIGHT), ("energy", _ENERGY), ("table_top_vertical", _TT_VERT),
@@ -76,6 +81,9 @@ class ParsedBeam:
     scan_mode: str
     tolerance_table_number: int | None
     control_points: dict[str, np.ndarray]
+    # dose reference number -> [(cumulative meterset weight, cumulative dose reference
+    # coefficient)] at the control points that give one (docs/treatment-model.md)
+    dose_coefficients: dict[int, list[tuple[float, float]]] = field(default_factory=dict)
 
     @property
     def is_setup(self) -> bool:
@@ -87,6 +95,9 @@ class ParsedBeamRef:
     beam_number: int
     meterset: float | None
     dose: float | None
+    # dose reference number -> this beam's dose to it per fraction, where the fraction group
+    # gives one (Referenced Dose Reference Sequence in the Referenced Beam Sequence item)
+    reference_doses: dict[int, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -131,6 +142,10 @@ class ParsedChannel:
     number_of_control_points: int
     applicator_id: str
     applicator_type: str
+    final_cumulative_time_weight: float | None = None
+    # dose reference number -> [(cumulative time weight, cumulative dose reference
+    # coefficient)] from the Brachy Control Point Sequence
+    dose_coefficients: dict[int, list[tuple[float, float]]] = field(default_factory=dict)
 
 
 @dataclass
@@ -246,10 +261,17 @@ def _numbers(ds: Dataset, tag: Any) -> np.ndarray | None:
 
 # --- the parts of the plan ----------------------------------------------------------------
 
-Row = tuple[dict[str, float], list[tuple[str, np.ndarray]]]
+# per control point: scalars, device positions, (dose reference number, coefficient)
+Row = tuple[dict[str, float], list[tuple[str, np.ndarray]], list[tuple[int, float]]]
 _SCALAR_INTS = tuple((name, int(tag)) for name, tag in _SCALARS)
-_KEEP = frozenset(tag for _, tag in _SCALAR_INTS) | {int(_BLD_TYPE), int(_LEAF_JAW)}
-_KEEP_SEQ = frozenset({int(_BLD_POSITIONS)})
+_KEEP = frozenset(tag for _, tag in _SCALAR_INTS) | {
+    int(_BLD_TYPE), int(_LEAF_JAW), int(_REF_DOSE_NUMBER), int(_DOSE_COEFFICIENT)}
+_KEEP_SEQ = frozenset({int(_BLD_POSITIONS), int(_REF_DOSE_SEQ)})
+
+
+def _first_number(raw: bytes) -> float | None:
+    text = raw.split(b"\\", 1)[0].strip(b" \x00")
+    return float(text) if text else None
 
 
 def _text_numbers(raw: bytes) -> np.ndarray | None:
@@ -288,7 +310,16 @@ def _rows_raw(beam: Dataset, seq_tag: Any) -> list[Row] | None:
                     if values is not None:
                         positions.append((kind.decode("ascii", "replace").strip(" \x00")
                                           .upper(), values))
-            rows.append((scalars, positions))
+            refs = []
+            for ref in item.get(int(_REF_DOSE_SEQ), []) or []:
+                assert isinstance(ref, dict)
+                number, coefficient = ref.get(int(_REF_DOSE_NUMBER)), ref.get(
+                    int(_DOSE_COEFFICIENT))
+                if isinstance(number, bytes) and isinstance(coefficient, bytes):
+                    n, c = _first_number(number), _first_number(coefficient)
+                    if n is not None and c is not None:
+                        refs.append((int(n), c))
+            rows.append((scalars, positions, refs))
         return rows
     except (cp_raw.NotRaw, ValueError, UnicodeError, struct.error):
         return None
@@ -308,17 +339,39 @@ def _rows_pydicom(beam: Dataset, seq_keyword: str) -> list[Row]:
             if values is not None:
                 positions.append((str(item.get("RTBeamLimitingDeviceType", "")).upper(),
                                   values))
-        rows.append((scalars, positions))
+        refs = []
+        for ref in cp.get(_REF_DOSE_SEQ) or []:
+            number, coefficient = _numbers(ref, _REF_DOSE_NUMBER), _numbers(
+                ref, _DOSE_COEFFICIENT)
+            if number is not None and len(number) and coefficient is not None and \
+                    len(coefficient):
+                refs.append((int(number[0]), float(coefficient[0])))
+        rows.append((scalars, positions, refs))
     return rows
 
 
-def _control_points(beam: Dataset, seq_keyword: str, where: str,
-                    leaf_count: int) -> dict[str, np.ndarray]:
-    """Per control point arrays; values a point omits carry forward (PS3.3 C.8.8.14.5)."""
+def _control_points(beam: Dataset, seq_keyword: str, where: str, leaf_count: int
+                    ) -> tuple[dict[str, np.ndarray], dict[int, list[tuple[float, float]]]]:
+    """Per control point arrays; values a point omits carry forward (PS3.3 C.8.8.14.5);
+    and the dose reference coefficient curves."""
     rows = _rows_raw(beam, tag_for_keyword(seq_keyword))
     if rows is None:
         rows = _rows_pydicom(beam, seq_keyword)
-    return _carry_forward(rows, where, leaf_count)
+    cps = _carry_forward(rows, where, leaf_count)
+    return cps, _dose_curves(rows, cps["weight"])
+
+
+def _dose_curves(rows: list[Row], weights: np.ndarray) -> dict[int, list[tuple[float, float]]]:
+    """Per dose reference number, (cumulative meterset weight, cumulative dose reference
+    coefficient) at each control point that gives both, in control point order."""
+    curves: dict[int, list[tuple[float, float]]] = {}
+    for i, (_scalars, _positions, refs) in enumerate(rows):
+        weight = float(weights[i])
+        if np.isnan(weight):
+            continue
+        for number, coefficient in dict(refs).items():  # a reference twice: the last holds
+            curves.setdefault(number, []).append((weight, coefficient))
+    return curves
 
 
 def _carry_forward(rows: list[Row], where: str, leaf_count: int) -> dict[str, np.ndarray]:
@@ -330,7 +383,7 @@ def _carry_forward(rows: list[Row], where: str, leaf_count: int) -> dict[str, np
     mlc_width: int | None = 2 * leaf_count if leaf_count else None
     last: dict[str, float] = {}
     last_x = last_y = last_mlc = None
-    for i, (scalars, positions) in enumerate(rows):
+    for i, (scalars, positions, _refs) in enumerate(rows):
         last.update(scalars)
         for name, value in last.items():
             out[name][i] = value
@@ -373,8 +426,8 @@ def _beam(beam: Dataset, *, ion: bool) -> ParsedBeam:
         raise PlanRejected(f"{REJECT}a beam has no Beam Number")
     where = f"beam {number}"
     leaves = _leaf_pairs(beam)
-    cps = _control_points(beam, "IonControlPointSequence" if ion else "ControlPointSequence",
-                          where, leaves)
+    cps, curves = _control_points(
+        beam, "IonControlPointSequence" if ion else "ControlPointSequence", where, leaves)
     energies = cps["energy"]
     energy = float(energies[0]) if len(energies) and not np.isnan(energies[0]) else None
     return ParsedBeam(
@@ -390,7 +443,7 @@ def _beam(beam: Dataset, *, ion: bool) -> ParsedBeam:
         number_of_control_points=len(cps["gantry"]), number_of_leaves=leaves,
         scan_mode=_text(beam, "ScanMode", 16),
         tolerance_table_number=_int(beam, "ReferencedToleranceTableNumber"),
-        control_points=cps,
+        control_points=cps, dose_coefficients=curves,
     )
 
 
@@ -430,8 +483,13 @@ def _fraction_group(item: Dataset) -> ParsedFractionGroup:
         if beam_number is None:
             raise PlanRejected(f"{REJECT}fraction group {fg.number} has a beam reference "
                                "without a beam number")
+        reference_doses = {}
+        for item in ref.get("ReferencedDoseReferenceSequence") or []:
+            number, dose = _int(item, "ReferencedDoseReferenceNumber"), _float(item, "BeamDose")
+            if number is not None and dose is not None:
+                reference_doses[number] = dose
         fg.beams.append(ParsedBeamRef(beam_number, _float(ref, "BeamMeterset"),
-                                      _float(ref, "BeamDose")))
+                                      _float(ref, "BeamDose"), reference_doses))
     for ref in item.get("ReferencedBrachyApplicationSetupSequence") or []:
         setup_number = _int(ref, "ReferencedBrachyApplicationSetupNumber")
         if setup_number is None:
@@ -470,12 +528,34 @@ def _setup(item: Dataset, source_numbers: set[int], plan_machine: str) -> Parsed
             pulse_repetition_interval=_float(ch, "PulseRepetitionInterval"),
             number_of_control_points=len(ch.get("BrachyControlPointSequence") or []),
             applicator_id=_text(ch, "SourceApplicatorID", 64),
-            applicator_type=_text(ch, "SourceApplicatorType", 64)))
+            applicator_type=_text(ch, "SourceApplicatorType", 64),
+            final_cumulative_time_weight=_float(ch, "FinalCumulativeTimeWeight"),
+            dose_coefficients=_brachy_curves(ch)))
     return ParsedSetup(
         number=number, name=_text(item, "ApplicationSetupName"),
         setup_type=_text(item, "ApplicationSetupType", 16),
         machine_name=_text(machines[0], "TreatmentMachineName") if machines else plan_machine,
         total_reference_air_kerma=_float(item, "TotalReferenceAirKerma"), channels=channels)
+
+
+def _brachy_curves(channel: Dataset) -> dict[int, list[tuple[float, float]]]:
+    """Per dose reference, (cumulative time weight, cumulative dose reference coefficient)
+    from the Brachy Referenced Dose Reference Sequence (300C,0055) of each control point."""
+    curves: dict[int, list[tuple[float, float]]] = {}
+    weight: float | None = None
+    for cp in channel.get("BrachyControlPointSequence") or []:
+        weight = _float(cp, "CumulativeTimeWeight") if "CumulativeTimeWeight" in cp else weight
+        if weight is None:
+            continue
+        found = {}
+        for ref in cp.get("BrachyReferencedDoseReferenceSequence") or []:
+            number = _int(ref, "ReferencedDoseReferenceNumber")
+            coefficient = _float(ref, "CumulativeDoseReferenceCoefficient")
+            if number is not None and coefficient is not None:
+                found[number] = coefficient
+        for number, coefficient in found.items():
+            curves.setdefault(number, []).append((weight, coefficient))
+    return curves
 
 
 def _dose_reference(item: Dataset) -> ParsedDoseReference:

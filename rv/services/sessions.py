@@ -48,6 +48,7 @@ from rv.models import (
 )
 from rv.roles import OVERRIDE, RECORD, may, require
 from rv.services.audit import audit_record
+from rv.services.dose import session_reference_doses
 
 User = AbstractBaseUser | AnonymousUser
 VS = VerificationStatus
@@ -299,11 +300,19 @@ def _prepare(*, state: PlanState, machine: TreatmentMachine, fraction_number: in
                                                          delivered_before=before)))
     if not beam_rows and not channel_rows:
         raise ValidationError("Record at least one beam or channel.")
-    this_session = math.fsum(_beam_dose(pb, b.delivered_meterset) for b, pb, _ in beam_rows)
-    this_session += math.fsum(_channel_dose(pc, c.delivered_time) for c, pc, _ in channel_rows)
+    # Dose per dose reference from the plan's own contributions (docs/treatment-model.md);
+    # None: the plan does not track the reference, so no SessionDose row and no dose check.
+    by_ref = session_reference_doses(plan=plan, parts=[
+        *((b.beam.number, pb.specified, pb.specified - left, b.delivered_meterset)
+          for b, pb, left in beam_rows),
+        *(((c.channel.setup.number, c.channel.number), pc.specified, pc.specified - left,
+           c.delivered_time) for c, pc, left in channel_rows)])
     doses = {}
     refs = []
     for ref in plan.dose_references.all():
+        this_session = by_ref.get(ref.number)
+        if this_session is None:
+            continue
         doses[ref.number] = (ref, this_session)
         refs.append(v.DoseReferenceState(
             number=ref.number, description=ref.description,
