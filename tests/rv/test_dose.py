@@ -231,3 +231,52 @@ def test_corpus_plans_per_fraction_dose_is_beam_dose_times_final_coefficient(  #
             assert got is None, f"reference {number}: some beam gives none, so not tracked"
             continue
         assert got == pytest.approx(math.fsum(gy * c for _b, gy, c in rows), rel=1e-9), number
+
+
+def test_brachy_channels_give_their_coefficients_of_the_setup_dose(  # type: ignore[no-untyped-def]
+        physicist, therapist) -> None:
+    """A brachy channel's Brachy Referenced Dose Reference Sequence: Brachy Application Setup
+    Dose (7 Gy) x coefficient at the delivered share of the channel's time weight."""
+    from pydicom.dataset import Dataset as Item
+    from pydicom.sequence import Sequence
+
+    from rv.services.sessions import ChannelInput
+    from tests.rv.plans import _dose_reference, brachy_plan
+
+    ds = brachy_plan()
+    ds.DoseReferenceSequence = Sequence([_dose_reference("Point A", 28.0)])
+    finals = {1: 0.6, 2: 0.3}
+    for ch in ds.ApplicationSetupSequence[0].ChannelSequence:
+        ch.FinalCumulativeTimeWeight = 100.0
+        cps = []
+        for i, (weight, share) in enumerate(((0.0, 0.0), (20.0, 0.5), (100.0, 1.0))):
+            cp = Item()
+            cp.ControlPointIndex = i
+            cp.CumulativeTimeWeight = weight
+            ref = Item()
+            ref.ReferencedDoseReferenceNumber = 1
+            ref.CumulativeDoseReferenceCoefficient = finals[int(ch.ChannelNumber)] * share
+            cp.BrachyReferencedDoseReferenceSequence = Sequence([ref])
+            cps.append(cp)
+        ch.NumberOfControlPoints = len(cps)
+        ch.BrachyControlPointSequence = Sequence(cps)
+    plan = _approved(physicist, ds)
+    machine = plan.application_setups.get().machine
+    assert machine is not None
+    ch1, ch2 = plan.application_setups.get().channels.order_by("number")
+    # Channel 2 stopped at 10 % of its time: weight 10, half way to the point at 20 (0.5 of
+    # its final 0.3): 7 Gy x 0.075.
+    first = session_record(plan=plan, machine=machine, recorded_by=therapist,
+                           identity_confirmed=True, now=T0, channels=[
+                               ChannelInput(channel=ch1, delivered_time=ch1.total_time or 0),
+                               ChannelInput(channel=ch2, delivered_time=(ch2.total_time or 0)
+                                            / 10, termination_status="OPERATOR")])
+    assert delivered_dose_by_reference(plan=plan) == {1: pytest.approx(7 * (0.6 + 0.075))}
+    session_record(plan=plan, machine=machine, recorded_by=therapist, identity_confirmed=True,
+                   now=T0 + timedelta(minutes=20), channels=[ChannelInput(
+                       channel=ch2, delivered_time=(ch2.total_time or 0) * 9 / 10)])
+    assert not first.fraction_complete
+    assert delivered_dose_by_reference(plan=plan) == {1: pytest.approx(7 * 0.9, abs=1e-12)}
+    summary = latest_summary(plan)
+    assert float(summary.TreatmentSummaryCalculatedDoseReferenceSequence[0]
+                 .CumulativeDoseToDoseReference) == pytest.approx(6.3, abs=1e-6)
