@@ -12,7 +12,10 @@ from pydicom.datadict import tag_for_keyword
 from pydicom.uid import ImplicitVRLittleEndian
 
 from archive.dicomio import ensure_part10
-from rv.plan_parse import _carry_forward, _dose_curves, _rows_pydicom, _rows_raw
+from rv.plan_control_points import carry_forward as _carry_forward
+from rv.plan_control_points import dose_curves as _dose_curves
+from rv.plan_control_points import rows_pydicom as _rows_pydicom
+from rv.plan_control_points import rows_raw as _rows_raw
 from tests.conftest import corpus_files
 from tests.rv.plans import part10, vmat_plan
 
