@@ -10,6 +10,7 @@ made up; nothing here is a real patient.
 
 from __future__ import annotations
 
+import json
 import random
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -54,6 +55,10 @@ GIVEN = [
     "Peter", "Paul", "Mark", "Luke", "Jan", "Karl", "Hans", "Lars", "Piet", "Ahmed", "Omar",
     "Ali", "Yusuf", "Chen", "Wei", "Ming", "Hiro", "Ken", "Raj",
 ]
+# Each seeded beam gives the plan's one dose reference its Beam Dose, building up linearly
+# (Cumulative Dose Reference Coefficients, docs/treatment-model.md), so the doses the seed
+# writes are the ones rv would count.
+_LINEAR_TO_REFERENCE_1 = json.dumps({"1": [[0.0, 0.0], [1.0, 1.0]]})
 BEAMS_PER_PLAN = ((2, 3, 4, 5), (0.10, 0.30, 0.35, 0.25))  # mean 3.75 beams a session
 
 
@@ -77,6 +82,14 @@ class Size:
         return round(self.patients * self.courses_per_patient * self.fractions_per_course)
 
 
+def _raw_default(field: models.Field[Any, Any]) -> Any:
+    """A field's default as a raw INSERT / COPY takes it (JSON as its text)."""
+    if not field.has_default():
+        return ""
+    value = field.get_default()
+    return json.dumps(value) if isinstance(field, models.JSONField) else value
+
+
 class _Table:
     """Writes rows of one model: the given columns, plus every other non-null column at its
     Python default (COPY and executemany see no Django defaults)."""
@@ -87,7 +100,7 @@ class _Table:
         self.cols = list(cols)
         extra = [f for name, f in fields.items() if name not in cols and not f.primary_key
                  and (f.has_default() or not f.null)]
-        self.const = tuple(f.get_default() if f.has_default() else "" for f in extra)
+        self.const = tuple(_raw_default(f) for f in extra)
         self.columns = [fields[c].column for c in self.cols] + [f.column for f in extra]
         self.next_id = (model._default_manager.aggregate(m=models.Max("id"))["m"] or 0) + 1
 
@@ -190,7 +203,8 @@ def seed_clinic(*, size: Size, seed: int, progress: Callable[[str, int], None],
                 "approved_at", "treatment_started", "plan_date", "created_at"]),
         (FractionGroup, ["id", "plan_id", "number", "fractions_planned", "number_of_beams"]),
         (Beam, ["id", "plan_id", "number", "name", "machine_id", "radiation_type",
-                "primary_dosimeter_unit", "nominal_energy", "control_points_npz"]),
+                "primary_dosimeter_unit", "nominal_energy", "control_points_npz",
+                "dose_coefficients"]),
         (FractionGroupBeam, ["id", "fraction_group_id", "beam_id", "meterset", "dose"]),
         (DoseReference, ["id", "plan_id", "number", "description", "reference_type",
                          "target_prescription_dose"]),
@@ -275,7 +289,8 @@ def seed_clinic(*, size: Size, seed: int, progress: Callable[[str, int], None],
         c["beam0"], b = b, b + c["beams"]
         c["mu"] = [round(rng.uniform(40, 260), 1) for _ in range(c["beams"])]
     write(Beam, ((c["beam0"] + j, ids[Plan] + k, j + 1, f"F{j + 1}", c["machine"], "PHOTON",
-                  "MU", 6.0, b"") for k, c in enumerate(courses) for j in range(c["beams"])))
+                  "MU", 6.0, b"", _LINEAR_TO_REFERENCE_1)
+                 for k, c in enumerate(courses) for j in range(c["beams"])))
     write(FractionGroupBeam, ((t[FractionGroupBeam].take_ids(1), ids[FractionGroup] + k,
                                c["beam0"] + j, c["mu"][j], 2.0 / c["beams"])
                               for k, c in enumerate(courses) for j in range(c["beams"])))

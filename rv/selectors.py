@@ -62,7 +62,12 @@ def plan_contributions(*, plan: Plan) -> dict[Hashable, dict[int, rvdose.Contrib
                 if not ch.total_time or part in out:
                     continue
                 by_ref = {}
-                for key, points in (ch.dose_coefficients or {}).items():
+                # PDR: in the plans seen, Channel Total Time is one pulse's, the time weights
+                # run over all pulses and Beam Dose x final coefficient is one pulse's dose
+                # (30.1 Gy setup, 43 pulses: 0.7 Gy). How a pulse maps to what rv records is
+                # not settled, so a pulsed channel's coefficients are not used: not tracked.
+                pulsed = (ch.number_of_pulses or 1) > 1
+                for key, points in ({} if pulsed else ch.dose_coefficients or {}).items():
                     c = rvdose.from_coefficients(
                         beam_dose=sref.dose, curve=[(w, k) for w, k in points],
                         final_weight=ch.final_cumulative_time_weight)

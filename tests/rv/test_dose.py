@@ -196,6 +196,8 @@ def _final_coefficients(ds) -> dict[int, list[tuple[object, float, float]]]:  # 
                 for ch in setup.get("ChannelSequence") or []:
                     if not float(ch.get("ChannelTotalTime") or 0):
                         continue
+                    if int(ch.get("NumberOfPulses") or 1) > 1:
+                        continue  # PDR: coefficients of one pulse; rv does not track them
                     final = {}
                     for cp in ch.get("BrachyControlPointSequence") or []:
                         for item in cp.get("BrachyReferencedDoseReferenceSequence") or []:
