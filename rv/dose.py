@@ -95,6 +95,8 @@ def from_coefficients(*, beam_dose: float | None, curve: Curve,
     points = tuple((float(w), float(c)) for w, c in curve)
     if any(b[0] < a[0] for a, b in zip(points, points[1:], strict=False)):
         return None  # weights go backwards: not a cumulative curve
+    if points[0][0] > 0.0:  # the initial control point gave none: by definition it is 0
+        points = ((0.0, 0.0), *points)
     final = float(final_weight) if final_weight is not None and math.isfinite(
         final_weight) else points[-1][0]
     if final <= 0.0:
@@ -108,10 +110,10 @@ def from_reference_dose(*, reference_dose: float, curve: Curve | None = None,
     coefficients, where the plan also gives them, only shape a partial delivery."""
     shaped = from_coefficients(beam_dose=1.0, curve=curve or (), final_weight=final_weight)
     whole = shaped.dose if shaped is not None else 0.0
-    if shaped is None or whole <= 0.0:
+    scale = float(reference_dose) / whole if whole > 0.0 else math.inf
+    if shaped is None or not math.isfinite(scale):
         return Contribution(scale=float(reference_dose))
-    return Contribution(scale=float(reference_dose) / whole, shape=shaped.shape,
-                        final_weight=shaped.final_weight)
+    return Contribution(scale=scale, shape=shaped.shape, final_weight=shaped.final_weight)
 
 
 # A plan's contributions: per delivery part (beam number, or (setup, channel)), per dose

@@ -124,3 +124,11 @@ def test_a_reference_without_a_contribution_is_not_tracked() -> None:
     assert dose.from_coefficients(beam_dose=None, curve=[(0, 0), (1, 1)], final_weight=1) is None
     assert dose.from_coefficients(beam_dose=1, curve=[(0.5, 0), (0.2, 1)],
                                   final_weight=1) is None  # weights run backwards
+
+
+def test_a_curve_given_only_at_later_points_starts_from_zero() -> None:
+    """PS3.3 C.8.8.14.7: the coefficient is by definition 0 at the initial control point."""
+    c = dose.from_coefficients(beam_dose=2.0, curve=[(0.5, 0.4), (1.0, 0.8)], final_weight=1)
+    assert c is not None
+    assert (c.at(0.25), c.at(0.5), c.at(1.0)) == (pytest.approx(0.4), pytest.approx(0.8),
+                                                  pytest.approx(1.6))
