@@ -83,6 +83,9 @@ _SCALAR_INTS = tuple((name, int(tag)) for name, tag in _SCALARS)
 _KEEP = frozenset(tag for _, tag in _SCALAR_INTS) | {
     int(_BLD_TYPE), int(_LEAF_JAW), int(_REF_DOSE_NUMBER), int(_DOSE_COEFFICIENT)}
 _KEEP_SEQ = frozenset({int(_BLD_POSITIONS), int(_REF_DOSE_SEQ)})
+_I_POSITIONS, _I_TYPE, _I_LEAF_JAW = int(_BLD_POSITIONS), int(_BLD_TYPE), int(_LEAF_JAW)
+_I_REF_SEQ, _I_REF_NUMBER, _I_COEFFICIENT = (int(_REF_DOSE_SEQ), int(_REF_DOSE_NUMBER),
+                                             int(_DOSE_COEFFICIENT))
 
 
 def _first_number(raw: bytes) -> float | None:
@@ -118,19 +121,18 @@ def rows_raw(beam: Dataset, seq_tag: Any) -> list[Row] | None:
                     if text:
                         scalars[name] = float(text)
             positions = []
-            for dev in item.get(int(_BLD_POSITIONS), []) or []:
+            for dev in item.get(_I_POSITIONS, []) or []:
                 assert isinstance(dev, dict)
-                kind, raw = dev.get(int(_BLD_TYPE)), dev.get(int(_LEAF_JAW))
+                kind, raw = dev.get(_I_TYPE), dev.get(_I_LEAF_JAW)
                 if isinstance(kind, bytes) and isinstance(raw, bytes):
                     values = _text_numbers(raw)
                     if values is not None:
                         positions.append((kind.decode("ascii", "replace").strip(" \x00")
                                           .upper(), values))
             refs = []
-            for ref in item.get(int(_REF_DOSE_SEQ), []) or []:
+            for ref in item.get(_I_REF_SEQ, []) or []:
                 assert isinstance(ref, dict)
-                number, coefficient = ref.get(int(_REF_DOSE_NUMBER)), ref.get(
-                    int(_DOSE_COEFFICIENT))
+                number, coefficient = ref.get(_I_REF_NUMBER), ref.get(_I_COEFFICIENT)
                 if isinstance(number, bytes) and isinstance(coefficient, bytes):
                     n, c = _first_number(number), _first_number(coefficient)
                     if n is not None and c is not None:
