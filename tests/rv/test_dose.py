@@ -282,3 +282,28 @@ def test_brachy_channels_give_their_coefficients_of_the_setup_dose(  # type: ign
     summary = latest_summary(plan)
     assert float(summary.TreatmentSummaryCalculatedDoseReferenceSequence[0]
                  .CumulativeDoseToDoseReference) == pytest.approx(6.3, abs=1e-6)
+
+
+def test_plans_imported_before_0007_are_backfilled_from_their_stored_file(  # type: ignore[no-untyped-def]
+        physicist, therapist) -> None:
+    """A plan in treatment before rv stored contributions: not tracked until
+    `manage.py dose_contributions_backfill` reads them from its stored RT Plan; then the
+    next fraction counts. Run again: nothing more to do."""
+    from django.core.management import call_command
+
+    from rv.models import AuditEvent, Beam
+
+    plan = _approved(physicist, calculation_point_plan())
+    _record(plan, therapist)
+    Beam.objects.filter(plan=plan).update(dose_coefficients={})  # as before migration 0007
+    SessionDose.objects.all().delete()
+    assert delivered_dose_by_reference(plan=plan) == {1: None, 2: None}
+    call_command("dose_contributions_backfill", verbosity=0)
+    assert dose.fraction_dose(plan_contributions(plan=plan), 1) == pytest.approx(1.616)
+    assert AuditEvent.objects.filter(action="plan.dose_contributions_backfill").count() == 1
+    call_command("dose_contributions_backfill", verbosity=0)
+    assert AuditEvent.objects.filter(action="plan.dose_contributions_backfill").count() == 1
+    session = _record(plan, therapist, now=T0 + timedelta(days=1))
+    assert SessionDose.objects.get(session=session).delivered_dose == pytest.approx(1.616)
+    # Fraction 1 has no row, so the total so far is still not known: not tracked.
+    assert delivered_dose_by_reference(plan=plan) == {1: None, 2: None}
