@@ -8,44 +8,16 @@ top-level Frame of Reference); strict where a plan could not be treated safely, 
 
 from __future__ import annotations
 
-import contextlib
-import struct
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any
 
 import numpy as np
-from pydicom.datadict import tag_for_keyword
-from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
-from pydicom.tag import Tag
 from pydicom.uid import RTIonPlanStorage
 
 from archive.dicomio import parse_da
-from rv import cp_raw
 from rv.errors import PlanRejected
-
-# PS3.3 C.8.8.14.5 / C.8.8.25.5 control point attributes read per point
-_GANTRY = Tag(0x300A, 0x011E)
-_COLLIMATOR = Tag(0x300A, 0x0120)
-_COUCH = Tag(0x300A, 0x0122)
-_WEIGHT = Tag(0x300A, 0x0134)
-_ENERGY = Tag(0x300A, 0x0114)
-_TT_VERT = Tag(0x300A, 0x0128)
-_TT_LONG = Tag(0x300A, 0x0129)
-_TT_LAT = Tag(0x300A, 0x012A)
-_BLD_POSITIONS = Tag(0x300A, 0x011A)
-_BLD_TYPE = Tag(0x300A, 0x00B8)
-_LEAF_JAW = Tag(0x300A, 0x011C)
-
-_SCALARS = (("gantry", _GANTRY), ("collimator", _COLLIMATOR), ("couch", _COUCH),
-            ("weight", _WEIGHT), ("energy", _ENERGY), ("table_top_vertical", _TT_VERT),
-            ("table_top_longitudinal", _TT_LONG), ("table_top_lateral", _TT_LAT))
-_JAW_X = {"X", "ASYMX"}
-_JAW_Y = {"Y", "ASYMY"}
-_MLC = {"MLCX", "MLCY"}
-
-REJECT = "RT Plan rejected: "
+from rv.plan_control_points import JAW_X, JAW_Y, MLC, REJECT, control_points
 
 
 @dataclass
@@ -76,6 +48,9 @@ class ParsedBeam:
     scan_mode: str
     tolerance_table_number: int | None
     control_points: dict[str, np.ndarray]
+    # dose reference number -> [(cumulative meterset weight, cumulative dose reference
+    # coefficient)] at the control points that give one (docs/treatment-model.md)
+    dose_coefficients: dict[int, list[tuple[float, float]]] = field(default_factory=dict)
 
     @property
     def is_setup(self) -> bool:
@@ -87,6 +62,9 @@ class ParsedBeamRef:
     beam_number: int
     meterset: float | None
     dose: float | None
+    # dose reference number -> this beam's dose to it per fraction, where the fraction group
+    # gives one (Referenced Dose Reference Sequence in the Referenced Beam Sequence item)
+    reference_doses: dict[int, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -131,6 +109,10 @@ class ParsedChannel:
     number_of_control_points: int
     applicator_id: str
     applicator_type: str
+    final_cumulative_time_weight: float | None = None
+    # dose reference number -> [(cumulative time weight, cumulative dose reference
+    # coefficient)] from the Brachy Control Point Sequence
+    dose_coefficients: dict[int, list[tuple[float, float]]] = field(default_factory=dict)
 
 
 @dataclass
@@ -215,154 +197,11 @@ def _int(ds: Dataset, keyword: str) -> int | None:
     return None if number is None else int(number)
 
 
-def _numbers(ds: Dataset, tag: Any) -> np.ndarray | None:
-    """A DS/IS/FL value as floats, parsed from the raw bytes when still raw (fast for the
-    thousands of leaf positions of a VMAT or TomoTherapy plan)."""
-    if tag not in ds:
-        return None
-    elem = ds.get_item(tag)
-    if isinstance(elem, RawDataElement):
-        raw = elem.value
-        if raw is None or len(raw) == 0:
-            return None
-        vr = elem.VR
-        if vr in (None, "DS", "IS"):  # text, whatever the byte order
-            # not text after all (implicit VR FL): fall back to pydicom below
-            with contextlib.suppress(ValueError):
-                return _text_numbers(raw)
-    value = ds[tag].value
-    if value is None or value == "":
-        return None
-    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
-        try:
-            return np.array([float(v) for v in value], dtype=float)
-        except (TypeError, ValueError):
-            return None
-    try:
-        return np.array([float(value)], dtype=float)
-    except (TypeError, ValueError):
-        return None
-
-
 # --- the parts of the plan ----------------------------------------------------------------
-
-Row = tuple[dict[str, float], list[tuple[str, np.ndarray]]]
-_SCALAR_INTS = tuple((name, int(tag)) for name, tag in _SCALARS)
-_KEEP = frozenset(tag for _, tag in _SCALAR_INTS) | {int(_BLD_TYPE), int(_LEAF_JAW)}
-_KEEP_SEQ = frozenset({int(_BLD_POSITIONS)})
-
-
-def _text_numbers(raw: bytes) -> np.ndarray | None:
-    text = raw.decode("ascii", "replace").strip(" \x00")
-    if not text:
-        return None
-    return np.array(text.split("\\"), dtype=float)
-
-
-def _rows_raw(beam: Dataset, seq_tag: Any) -> list[Row] | None:
-    """Rows read straight from the raw sequence bytes, or None to use pydicom."""
-    if seq_tag not in beam:
-        return []
-    elem = beam.get_item(seq_tag)
-    if not isinstance(elem, RawDataElement) or not elem.is_little_endian or \
-            not isinstance(elem.value, bytes | bytearray):
-        return None
-    try:
-        found = cp_raw.items(bytes(elem.value), implicit=bool(elem.is_implicit_VR),
-                             keep=_KEEP, keep_seq=_KEEP_SEQ)
-        rows: list[Row] = []
-        for item in found:
-            scalars = {}
-            for name, tag in _SCALAR_INTS:
-                raw = item.get(tag)
-                if isinstance(raw, bytes):
-                    text = raw.split(b"\\", 1)[0].strip(b" \x00")
-                    if text:
-                        scalars[name] = float(text)
-            positions = []
-            for dev in item.get(int(_BLD_POSITIONS), []) or []:
-                assert isinstance(dev, dict)
-                kind, raw = dev.get(int(_BLD_TYPE)), dev.get(int(_LEAF_JAW))
-                if isinstance(kind, bytes) and isinstance(raw, bytes):
-                    values = _text_numbers(raw)
-                    if values is not None:
-                        positions.append((kind.decode("ascii", "replace").strip(" \x00")
-                                          .upper(), values))
-            rows.append((scalars, positions))
-        return rows
-    except (cp_raw.NotRaw, ValueError, UnicodeError, struct.error):
-        return None
-
-
-def _rows_pydicom(beam: Dataset, seq_keyword: str) -> list[Row]:
-    rows: list[Row] = []
-    for cp in beam.get(seq_keyword) or []:
-        scalars = {}
-        for name, tag in _SCALARS:
-            values = _numbers(cp, tag)
-            if values is not None and len(values):
-                scalars[name] = float(values[0])
-        positions = []
-        for item in cp.get("BeamLimitingDevicePositionSequence") or []:
-            values = _numbers(item, _LEAF_JAW)
-            if values is not None:
-                positions.append((str(item.get("RTBeamLimitingDeviceType", "")).upper(),
-                                  values))
-        rows.append((scalars, positions))
-    return rows
-
-
-def _control_points(beam: Dataset, seq_keyword: str, where: str,
-                    leaf_count: int) -> dict[str, np.ndarray]:
-    """Per control point arrays; values a point omits carry forward (PS3.3 C.8.8.14.5)."""
-    rows = _rows_raw(beam, tag_for_keyword(seq_keyword))
-    if rows is None:
-        rows = _rows_pydicom(beam, seq_keyword)
-    return _carry_forward(rows, where, leaf_count)
-
-
-def _carry_forward(rows: list[Row], where: str, leaf_count: int) -> dict[str, np.ndarray]:
-    n = len(rows)
-    out: dict[str, np.ndarray] = {name: np.full(n, np.nan) for name, _ in _SCALARS}
-    jaw_x = np.full((n, 2), np.nan)
-    jaw_y = np.full((n, 2), np.nan)
-    mlc = np.full((n, 2 * leaf_count), np.nan) if leaf_count else None
-    mlc_width: int | None = 2 * leaf_count if leaf_count else None
-    last: dict[str, float] = {}
-    last_x = last_y = last_mlc = None
-    for i, (scalars, positions) in enumerate(rows):
-        last.update(scalars)
-        for name, value in last.items():
-            out[name][i] = value
-        for kind, values in positions:
-            if kind in _JAW_X and len(values) == 2:
-                last_x = values
-            elif kind in _JAW_Y and len(values) == 2:
-                last_y = values
-            elif kind in _MLC:
-                if mlc_width is None:
-                    mlc_width = len(values)
-                    mlc = np.full((n, mlc_width), np.nan)
-                if len(values) != mlc_width:
-                    raise PlanRejected(
-                        f"{REJECT}{where} control point {i} has {len(values)} MLC "
-                        f"positions, expected {mlc_width}")
-                last_mlc = values
-        if last_x is not None:
-            jaw_x[i] = last_x
-        if last_y is not None:
-            jaw_y[i] = last_y
-        if last_mlc is not None and mlc is not None:
-            mlc[i] = last_mlc
-    out["jaw_x"] = jaw_x
-    out["jaw_y"] = jaw_y
-    out["mlc"] = mlc if mlc is not None else np.zeros((n, 0))
-    return out
-
 
 def _leaf_pairs(beam: Dataset) -> int:
     for dev in beam.get("BeamLimitingDeviceSequence") or []:
-        if str(dev.get("RTBeamLimitingDeviceType", "")).upper() in _MLC:
+        if str(dev.get("RTBeamLimitingDeviceType", "")).upper() in MLC:
             return _int(dev, "NumberOfLeafJawPairs") or 0
     return 0
 
@@ -373,8 +212,8 @@ def _beam(beam: Dataset, *, ion: bool) -> ParsedBeam:
         raise PlanRejected(f"{REJECT}a beam has no Beam Number")
     where = f"beam {number}"
     leaves = _leaf_pairs(beam)
-    cps = _control_points(beam, "IonControlPointSequence" if ion else "ControlPointSequence",
-                          where, leaves)
+    cps, curves = control_points(
+        beam, "IonControlPointSequence" if ion else "ControlPointSequence", where, leaves)
     energies = cps["energy"]
     energy = float(energies[0]) if len(energies) and not np.isnan(energies[0]) else None
     return ParsedBeam(
@@ -390,7 +229,7 @@ def _beam(beam: Dataset, *, ion: bool) -> ParsedBeam:
         number_of_control_points=len(cps["gantry"]), number_of_leaves=leaves,
         scan_mode=_text(beam, "ScanMode", 16),
         tolerance_table_number=_int(beam, "ReferencedToleranceTableNumber"),
-        control_points=cps,
+        control_points=cps, dose_coefficients=curves,
     )
 
 
@@ -407,8 +246,8 @@ def _tolerance(item: Dataset) -> ParsedTolerance:
     for dev in item.get("BeamLimitingDeviceToleranceSequence") or []:
         kind = str(dev.get("RTBeamLimitingDeviceType", "")).upper()
         tol = _float(dev, "BeamLimitingDevicePositionTolerance")
-        key = "jaw_x" if kind in _JAW_X else "jaw_y" if kind in _JAW_Y else (
-            "mlc" if kind in _MLC else None)
+        key = "jaw_x" if kind in JAW_X else "jaw_y" if kind in JAW_Y else (
+            "mlc" if kind in MLC else None)
         if key is not None:
             values[key] = tol
     number = _int(item, "ToleranceTableNumber") or 0
@@ -430,8 +269,13 @@ def _fraction_group(item: Dataset) -> ParsedFractionGroup:
         if beam_number is None:
             raise PlanRejected(f"{REJECT}fraction group {fg.number} has a beam reference "
                                "without a beam number")
+        reference_doses = {}
+        for item in ref.get("ReferencedDoseReferenceSequence") or []:
+            number, dose = _int(item, "ReferencedDoseReferenceNumber"), _float(item, "BeamDose")
+            if number is not None and dose is not None:
+                reference_doses[number] = dose
         fg.beams.append(ParsedBeamRef(beam_number, _float(ref, "BeamMeterset"),
-                                      _float(ref, "BeamDose")))
+                                      _float(ref, "BeamDose"), reference_doses))
     for ref in item.get("ReferencedBrachyApplicationSetupSequence") or []:
         setup_number = _int(ref, "ReferencedBrachyApplicationSetupNumber")
         if setup_number is None:
@@ -470,12 +314,34 @@ def _setup(item: Dataset, source_numbers: set[int], plan_machine: str) -> Parsed
             pulse_repetition_interval=_float(ch, "PulseRepetitionInterval"),
             number_of_control_points=len(ch.get("BrachyControlPointSequence") or []),
             applicator_id=_text(ch, "SourceApplicatorID", 64),
-            applicator_type=_text(ch, "SourceApplicatorType", 64)))
+            applicator_type=_text(ch, "SourceApplicatorType", 64),
+            final_cumulative_time_weight=_float(ch, "FinalCumulativeTimeWeight"),
+            dose_coefficients=_brachy_curves(ch)))
     return ParsedSetup(
         number=number, name=_text(item, "ApplicationSetupName"),
         setup_type=_text(item, "ApplicationSetupType", 16),
         machine_name=_text(machines[0], "TreatmentMachineName") if machines else plan_machine,
         total_reference_air_kerma=_float(item, "TotalReferenceAirKerma"), channels=channels)
+
+
+def _brachy_curves(channel: Dataset) -> dict[int, list[tuple[float, float]]]:
+    """Per dose reference, (cumulative time weight, cumulative dose reference coefficient)
+    from the Brachy Referenced Dose Reference Sequence (300C,0055) of each control point."""
+    curves: dict[int, list[tuple[float, float]]] = {}
+    weight: float | None = None
+    for cp in channel.get("BrachyControlPointSequence") or []:
+        weight = _float(cp, "CumulativeTimeWeight") if "CumulativeTimeWeight" in cp else weight
+        if weight is None:
+            continue
+        found = {}
+        for ref in cp.get("BrachyReferencedDoseReferenceSequence") or []:
+            number = _int(ref, "ReferencedDoseReferenceNumber")
+            coefficient = _float(ref, "CumulativeDoseReferenceCoefficient")
+            if number is not None and coefficient is not None:
+                found[number] = coefficient
+        for number, coefficient in found.items():
+            curves.setdefault(number, []).append((weight, coefficient))
+    return curves
 
 
 def _dose_reference(item: Dataset) -> ParsedDoseReference:

@@ -55,6 +55,10 @@ GIVEN = [
     "Peter", "Paul", "Mark", "Luke", "Jan", "Karl", "Hans", "Lars", "Piet", "Ahmed", "Omar",
     "Ali", "Yusuf", "Chen", "Wei", "Ming", "Hiro", "Ken", "Raj",
 ]
+# Each seeded beam gives the plan's one dose reference its Beam Dose, building up linearly
+# (Cumulative Dose Reference Coefficients, docs/treatment-model.md), so the doses the seed
+# writes are the ones rv would count.
+_LINEAR_TO_REFERENCE_1 = json.dumps({"1": [[0.0, 0.0], [1.0, 1.0]]})
 BEAMS_PER_PLAN = ((2, 3, 4, 5), (0.10, 0.30, 0.35, 0.25))  # mean 3.75 beams a session
 
 
@@ -199,7 +203,8 @@ def seed_clinic(*, size: Size, seed: int, progress: Callable[[str, int], None],
                 "approved_at", "treatment_started", "plan_date", "created_at"]),
         (FractionGroup, ["id", "plan_id", "number", "fractions_planned", "number_of_beams"]),
         (Beam, ["id", "plan_id", "number", "name", "machine_id", "radiation_type",
-                "primary_dosimeter_unit", "nominal_energy", "control_points_npz"]),
+                "primary_dosimeter_unit", "nominal_energy", "control_points_npz",
+                "dose_coefficients"]),
         (FractionGroupBeam, ["id", "fraction_group_id", "beam_id", "meterset", "dose"]),
         (DoseReference, ["id", "plan_id", "number", "description", "reference_type",
                          "target_prescription_dose"]),
@@ -284,7 +289,8 @@ def seed_clinic(*, size: Size, seed: int, progress: Callable[[str, int], None],
         c["beam0"], b = b, b + c["beams"]
         c["mu"] = [round(rng.uniform(40, 260), 1) for _ in range(c["beams"])]
     write(Beam, ((c["beam0"] + j, ids[Plan] + k, j + 1, f"F{j + 1}", c["machine"], "PHOTON",
-                  "MU", 6.0, b"") for k, c in enumerate(courses) for j in range(c["beams"])))
+                  "MU", 6.0, b"", _LINEAR_TO_REFERENCE_1)
+                 for k, c in enumerate(courses) for j in range(c["beams"])))
     write(FractionGroupBeam, ((t[FractionGroupBeam].take_ids(1), ids[FractionGroup] + k,
                                c["beam0"] + j, c["mu"][j], 2.0 / c["beams"])
                               for k, c in enumerate(courses) for j in range(c["beams"])))

@@ -132,6 +132,10 @@ class Beam(models.Model):
     # Per control point, carried forward (PS3.3 C.8.8.14.5: later points list only changes):
     # npz of gantry, collimator, couch, weight (n,), jaw_x, jaw_y (n,2), mlc (n, 2*leaves).
     control_points_npz = models.BinaryField()
+    # PS3.3 C.8.8.14.7: {"<dose reference number>": [[cumulative meterset weight, cumulative
+    # dose reference coefficient], ...]} at the control points that give one; Beam Dose x
+    # coefficient = dose to the reference so far (docs/treatment-model.md, rv/dose.py).
+    dose_coefficients = models.JSONField(default=dict, blank=True)
 
     class Meta:
         ordering = ["plan", "number"]
@@ -179,6 +183,9 @@ class FractionGroupBeam(models.Model):
     beam = models.ForeignKey(Beam, on_delete=models.CASCADE, related_name="fraction_refs")
     meterset = models.FloatField(null=True, blank=True, help_text="Beam Meterset per fraction")
     dose = models.FloatField(null=True, blank=True, help_text="Beam Dose (Gy) per fraction")
+    # {"<dose reference number>": Gy per fraction} where the plan gives the beam's dose to
+    # each reference (Referenced Dose Reference Sequence in the Referenced Beam Sequence)
+    reference_doses = models.JSONField(default=dict, blank=True)
 
     class Meta:
         ordering = ["fraction_group", "beam__number"]
@@ -236,6 +243,10 @@ class BrachyChannel(models.Model):
     number_of_control_points = models.IntegerField(default=0)
     applicator_id = models.CharField(max_length=64, blank=True)
     applicator_type = models.CharField(max_length=64, blank=True)
+    final_cumulative_time_weight = models.FloatField(null=True, blank=True)
+    # {"<dose reference number>": [[cumulative time weight, coefficient], ...]} from the
+    # Brachy Referenced Dose Reference Sequence of each Brachy Control Point
+    dose_coefficients = models.JSONField(default=dict, blank=True)
 
     class Meta:
         ordering = ["setup", "number"]

@@ -7,7 +7,8 @@ the most recent treatment's date and time) and C.8.8.23 RT Treatment Summary Rec
 Treatment Status (the course's), First / Most Recent Treatment Date, the Fraction Group
 Summary Sequence (per fraction group: type, planned, delivered, and a Fraction Status Summary
 item per fraction begun with its date, time and termination status) and the Treatment
-Summary Calculated Dose Reference Sequence (cumulative dose to each dose reference).
+Summary Calculated Dose Reference Sequence (cumulative dose to each dose reference the plan
+tracks: from its own per-beam contributions, rv.dose; a reference not tracked is left out).
 
 Fractions and doses count over the plan's revision chain (docs/treatment-model.md).
 """
@@ -118,11 +119,14 @@ def summary_record_build(*, plan: Plan, plan_ds: Dataset | None = None) -> Datas
     doses = delivered_dose_by_reference(plan=plan)
     refs = []
     for ref in plan.dose_references.order_by("number"):
+        dose = doses.get(ref.number)
+        if dose is None:  # not tracked: Cumulative Dose to Dose Reference is Type 1, so the
+            continue      # reference is left out rather than given an invented number
         item = Dataset()
         item.ReferencedDoseReferenceNumber = ref.number
         if ref.description:
             item.DoseReferenceDescription = ref.description[:64]
-        item.CumulativeDoseToDoseReference = ds_number(doses.get(ref.number, 0.0))
+        item.CumulativeDoseToDoseReference = ds_number(dose)
         refs.append(item)
     if refs:
         ds.TreatmentSummaryCalculatedDoseReferenceSequence = Sequence(refs)

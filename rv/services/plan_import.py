@@ -3,6 +3,8 @@ transaction as the store (called from rv.ingest via archive's on_indexed hook)."
 
 from __future__ import annotations
 
+import math
+
 from django.db import transaction
 from pydicom.dataset import Dataset
 
@@ -114,7 +116,8 @@ def _plan_rows(p: ParsedPlan, *, instance: archive.models.Instance, patient: Pat
                     number_of_control_points=b.number_of_control_points,
                     number_of_leaves=b.number_of_leaves, scan_mode=b.scan_mode,
                     tolerance_table=tables.get(b.tolerance_table_number)
-                    if b.tolerance_table_number is not None else None)
+                    if b.tolerance_table_number is not None else None,
+                    dose_coefficients=_curves_json(b.dose_coefficients))
         beam.set_control_points(b.control_points)
         beams.append(beam)
     by_number = {b.number: b for b in Beam.objects.bulk_create(beams)}
@@ -135,7 +138,9 @@ def _plan_rows(p: ParsedPlan, *, instance: archive.models.Instance, patient: Pat
             total_time=c.total_time, number_of_pulses=c.number_of_pulses,
             pulse_repetition_interval=c.pulse_repetition_interval,
             number_of_control_points=c.number_of_control_points,
-            applicator_id=c.applicator_id, applicator_type=c.applicator_type)
+            applicator_id=c.applicator_id, applicator_type=c.applicator_type,
+            final_cumulative_time_weight=c.final_cumulative_time_weight,
+            dose_coefficients=_curves_json(c.dose_coefficients))
             for c in s.channels)
     for g in p.fraction_groups:
         fg = FractionGroup.objects.create(
@@ -144,7 +149,9 @@ def _plan_rows(p: ParsedPlan, *, instance: archive.models.Instance, patient: Pat
             number_of_brachy_setups=g.number_of_brachy_setups)
         FractionGroupBeam.objects.bulk_create(FractionGroupBeam(
             fraction_group=fg, beam=by_number[r.beam_number], meterset=r.meterset,
-            dose=r.dose) for r in g.beams)
+            dose=r.dose, reference_doses={str(k): v for k, v in r.reference_doses.items()
+                                          if math.isfinite(v)})
+            for r in g.beams)
         FractionGroupBrachySetup.objects.bulk_create(FractionGroupBrachySetup(
             fraction_group=fg, setup=setups[r.setup_number], dose=r.dose)
             for r in g.brachy_setups)
@@ -156,3 +163,10 @@ def _plan_rows(p: ParsedPlan, *, instance: archive.models.Instance, patient: Pat
         target_maximum_dose=d.target_maximum_dose,
         organ_at_risk_maximum_dose=d.organ_at_risk_maximum_dose) for d in p.dose_references)
     return plan
+
+
+def _curves_json(curves: dict[int, list[tuple[float, float]]]) -> dict[str, list[list[float]]]:
+    """Coefficient curves as JSON (string keys; finite numbers only, as JSON has no NaN)."""
+    return {str(number): [[w, c] for w, c in points]
+            for number, points in curves.items()
+            if all(math.isfinite(w) and math.isfinite(c) for w, c in points)}

@@ -6,7 +6,6 @@ the record and the machine-record path."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -23,6 +22,7 @@ from rv.models import (
     TerminationStatus,
     TreatmentMachine,
 )
+from rv.services.dose import session_reference_doses
 from rv.services.plan_state import PlanState, _Beam, _Channel
 from rv.treatment_request import PLANNED_KEY, POSITIONS, SETTING_FIELDS, SessionRequest
 
@@ -171,14 +171,22 @@ def prepare(*, state: PlanState, machine: TreatmentMachine, fraction_number: int
             delivered_meterset=left if c.delivered_time is None else c.delivered_time,
             complete=c.termination_status == TerminationStatus.NORMAL, unit="s"))
         channel_rows.append((c, pc, left))
-    this_session = math.fsum(beam_dose(pb, left if b.delivered_meterset is None
-                                       else b.delivered_meterset) for b, pb, left in beam_rows)
-    this_session += math.fsum(channel_dose(pc, left if c.delivered_time is None
-                                           else c.delivered_time)
-                              for c, pc, left in channel_rows)
+    # Dose per dose reference from the plan's own contributions (docs/treatment-model.md);
+    # None: the plan does not track the reference, so no SessionDose row and no dose check.
+    # At the set-up check (nothing delivered yet) what is left of the fraction is projected.
+    by_ref = session_reference_doses(plan=plan, parts=[
+        *((b.beam.number, pb.specified, pb.specified - left,
+           left if b.delivered_meterset is None else b.delivered_meterset)
+          for b, pb, left in beam_rows),
+        *(((c.channel.setup.number, c.channel.number), pc.specified, pc.specified - left,
+           left if c.delivered_time is None else c.delivered_time)
+          for c, pc, left in channel_rows)])
     doses = {}
     dose_refs = []
     for ref in plan.dose_references.all():
+        this_session = by_ref.get(ref.number)
+        if this_session is None:
+            continue
         doses[ref.number] = (ref, this_session)
         dose_refs.append(v.DoseReferenceState(
             number=ref.number, description=ref.description,

@@ -12,9 +12,10 @@ COLOURS = ("#0b5cad", "#b54708", "#137333", "#6941c6")
 
 
 def dose_chart_svg(chart: dict[str, Any]) -> SafeString:
-    """Planned cumulative dose (dashed) against delivered (solid, a dot per fraction)."""
+    """Per dose reference, planned cumulative dose (dashed) against delivered (solid, a dot
+    per fraction); a reference the plan gives no contribution for is named "not tracked"."""
     n = max(int(chart["fractions"] or 0), 1)
-    top = max([d for _, d in chart["planned"]] +
+    top = max([d for s in chart["series"] for _, d in s["planned"]] +
               [d for s in chart["series"] for _, d in s["points"]] +
               [s["maximum"] or 0 for s in chart["series"]] + [1.0])
 
@@ -38,12 +39,21 @@ def dose_chart_svg(chart: dict[str, Any]) -> SafeString:
                f'fraction {n}</text>'
                f'<text x="{(W) / 2}" y="{H - 8}" font-size="11" text-anchor="middle">'
                'Gy, cumulative, by fraction</text>')
-    planned = " ".join(f"{x(i):.1f},{y(d):.1f}" for i, d in chart["planned"])
-    out.append(f'<polyline points="{planned}" fill="none" stroke="#8a99a8" '
-               'stroke-dasharray="5 4"><title>planned</title></polyline>')
+    untracked = 0
     for k, s in enumerate(chart["series"]):
         colour = COLOURS[k % len(COLOURS)]
         label = escape(s["label"])
+        if not s["tracked"]:
+            out.append(f'<text class="not-tracked" x="{LEFT + 8}" y="{TOP + 12 + 14 * untracked}" '
+                       f'font-size="11" fill="#5b6b7c">{label}: not tracked (the plan gives '
+                       'no dose contribution for it)</text>')
+            untracked += 1
+            continue
+        planned = " ".join(f"{x(i):.1f},{y(d):.1f}" for i, d in s["planned"])
+        out.append(f'<polyline class="planned" points="{planned}" fill="none" '
+                   f'stroke="{colour}" stroke-opacity="0.5" stroke-dasharray="5 4">'
+                   f'<title>{label} planned: {s["per_fraction"]:.3f} Gy per fraction'
+                   '</title></polyline>')
         if s["maximum"]:
             out.append(f'<line x1="{LEFT}" x2="{W - RIGHT}" y1="{y(s["maximum"]):.1f}" '
                        f'y2="{y(s["maximum"]):.1f}" stroke="#b42318" stroke-dasharray="2 3">'

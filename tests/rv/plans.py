@@ -44,6 +44,14 @@ def _dose_reference(description: str, prescription: float,
     return ref
 
 
+def dose_coefficient(number: int, coefficient: float | str) -> Dataset:
+    """A control point's Referenced Dose Reference Sequence item (PS3.3 C.8.8.14)."""
+    item = Dataset()
+    item.ReferencedDoseReferenceNumber = number
+    item.CumulativeDoseReferenceCoefficient = coefficient
+    return item
+
+
 def _fraction_group(number: int, fractions: int, *, beams: int = 0, setups: int = 0) -> Dataset:
     fg = Dataset()
     fg.FractionGroupNumber = number
@@ -72,9 +80,11 @@ def _beam(number: int, name: str, *, machine: str, radiation: str, beam_type: st
 def vmat_plan(*, patient_id: str = "VMAT01", label: str = "VMAT", arcs: int = 2,
               control_points: int = 178, leaf_pairs: int = 60, approval: str = "APPROVED",
               fractions: int = 30, machine: str = "TrueBeam1", sop_uid: str | None = None,
-              meterset: float = 250.0) -> Dataset:
+              meterset: float = 250.0, coefficients: bool = True) -> Dataset:
     """A VMAT plan: `arcs` arcs of `control_points` points, MLC with 2 x leaf_pairs leaves.
-    Only the first point carries collimator/couch/jaws (later points list only changes)."""
+    Only the first point carries collimator/couch/jaws (later points list only changes).
+    With `coefficients`, each point gives dose reference 1 a Cumulative Dose Reference
+    Coefficient equal to its cumulative meterset weight (the whole Beam Dose at the end)."""
     ds = _base(patient_id=patient_id, label=label, approval=approval, sop_uid=sop_uid)
     tol = Dataset()
     tol.ToleranceTableNumber = 1
@@ -114,6 +124,9 @@ def vmat_plan(*, patient_id: str = "VMAT01", label: str = "VMAT", arcs: int = 2,
             gantry = (181.0 + i * 358.0 / (control_points - 1)) % 360
             cp.GantryAngle = f"{gantry if clockwise else (360 - gantry) % 360:.1f}"
             cp.CumulativeMetersetWeight = f"{i / (control_points - 1):.6f}"
+            if coefficients:
+                cp.ReferencedDoseReferenceSequence = Sequence([dose_coefficient(
+                    1, f"{i / (control_points - 1):.6f}")])
             positions = []
             if i == 0:
                 cp.NominalBeamEnergy = 6
@@ -237,4 +250,36 @@ def ion_plan(*, patient_id: str = "ION01", label: str = "Proton", fractions: int
         cps.append(cp)
     beam.IonControlPointSequence = Sequence(cps)
     ds.IonBeamSequence = Sequence([beam])
+    return ds
+
+
+# The issue's plan (issue 11): four beams of 0.5 Gy; a calculation point gets 0.895 + 0.772 +
+# 0.873 + 0.692 of them = 1.616 Gy a fraction, exactly its prescription / 7.
+CALC_POINT_FINAL = (0.895, 0.772, 0.873, 0.692)
+# Beam 1's control points: cumulative meterset weight and coefficient, not linear.
+CALC_POINT_BEAM1 = ((0.0, 0.0), (0.3, 0.2), (0.6, 0.5), (1.0, 0.895))
+
+
+def calculation_point_plan(*, patient_id: str = "CALC01", label: str = "Pelvis 4F",
+                           fractions: int = 7) -> Dataset:
+    """Four beams of Beam Dose 0.5 Gy, each control point giving dose reference 1 (a
+    calculation point) its Cumulative Dose Reference Coefficient; dose reference 2 (the PTV)
+    gets none from any beam, so it is not tracked."""
+    ds = vmat_plan(patient_id=patient_id, label=label, arcs=4, control_points=4, leaf_pairs=2,
+                   fractions=fractions, coefficients=False)
+    point = _dose_reference("Calc point", round(1.616 * fractions, 3))
+    point.DoseReferenceStructureType = "COORDINATES"
+    point.DoseReferencePointCoordinates = [0.0, 0.0, 0.0]
+    ptv = _dose_reference("PTV", 14.0)
+    ptv.DoseReferenceNumber = 2
+    ds.DoseReferenceSequence = Sequence([point, ptv])
+    for ref in ds.FractionGroupSequence[0].ReferencedBeamSequence:
+        ref.BeamDose = 0.5
+    for beam, final in zip(ds.BeamSequence, CALC_POINT_FINAL, strict=True):
+        points = CALC_POINT_BEAM1 if beam.BeamNumber == 1 else tuple(
+            (i / 3, final * i / 3) for i in range(4))
+        for cp, (weight, coefficient) in zip(beam.ControlPointSequence, points, strict=True):
+            cp.CumulativeMetersetWeight = f"{weight:.6f}"
+            cp.ReferencedDoseReferenceSequence = Sequence([dose_coefficient(
+                1, f"{coefficient:.6f}")])
     return ds

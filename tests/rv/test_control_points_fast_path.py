@@ -12,7 +12,10 @@ from pydicom.datadict import tag_for_keyword
 from pydicom.uid import ImplicitVRLittleEndian
 
 from archive.dicomio import ensure_part10
-from rv.plan_parse import _carry_forward, _rows_pydicom, _rows_raw
+from rv.plan_control_points import carry_forward as _carry_forward
+from rv.plan_control_points import dose_curves as _dose_curves
+from rv.plan_control_points import rows_pydicom as _rows_pydicom
+from rv.plan_control_points import rows_raw as _rows_raw
 from tests.conftest import corpus_files
 from tests.rv.plans import part10, vmat_plan
 
@@ -36,12 +39,18 @@ def _same(data: bytes) -> int:
         assert a.keys() == b.keys()
         for key in a:
             np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+        assert _dose_curves(raw, a["weight"]) == _dose_curves(slow, b["weight"])
     return fast
 
 
 def test_generated_vmat_explicit_and_implicit_vr() -> None:
     ds = vmat_plan(arcs=2, control_points=30, leaf_pairs=60)
     assert _same(part10(ds)) == 2
+    beam = dcmread(io.BytesIO(part10(ds))).BeamSequence[0]
+    rows = _rows_raw(beam, tag_for_keyword("ControlPointSequence"))
+    assert rows is not None  # the fast path read the coefficients too
+    curve = _dose_curves(rows, _carry_forward(rows, "beam", 0)["weight"])[1]
+    assert len(curve) == 30 and curve[-1] == (1.0, 1.0)
     ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian
     buf = io.BytesIO()
     ds.save_as(buf, implicit_vr=True, little_endian=True, enforce_file_format=True)
