@@ -38,7 +38,7 @@ from rv.roles import RECORD, REVIEW_RECORD, require
 from rv.services.audit import audit_record
 from rv.services.couch import couch_capture
 from rv.services.course_status import after_fraction, course_treatment_status_set
-from rv.services.esign import esign_verify
+from rv.services.esign import SignatureRefused, esign_refusal_audit, esign_verify
 from rv.services.plan_state import PlanState, plan_state
 from rv.services.setup_check import OverrideInput, day_rule, lock_target
 from rv.services.treatment_facts import (
@@ -278,8 +278,12 @@ def session_review(*, session: Session, user: User, password: str, comment: str)
     record), signing with their password (rv.services.esign; a refusal is audited in a
     transaction of its own)."""
     require(user, REVIEW_RECORD)
-    esign_verify(username=user.get_username(), password=password, action=REVIEW_RECORD,
-                 by=user, subject=session)
+    try:
+        esign_verify(username=user.get_username(), password=password, action=REVIEW_RECORD,
+                     by=user, subject=session)
+    except SignatureRefused as exc:  # audited even inside a caller's transaction
+        esign_refusal_audit(exc)
+        raise
     if not comment.strip():
         raise ValidationError("Say what you concluded.")
     return _review(session=session, user=user, comment=comment.strip())

@@ -20,7 +20,6 @@ from rv.ingest import object_receive
 from rv.models import Plan, Session, SessionDose
 from rv.selectors import delivered_dose_by_reference, dose_chart, plan_contributions
 from rv.services.plans import plan_approve
-from rv.services.sessions import BeamInput, session_record
 from tests.rv.conftest import PASSWORD
 from tests.rv.plans import (
     CALC_POINT_BEAM1,
@@ -31,6 +30,7 @@ from tests.rv.plans import (
 )
 from tests.rv.test_plan_corpus import PLAN_FILES, REFUSED, _store
 from tests.rv.test_records import latest_summary
+from tests.rv.treat import BeamInput, ChannelInput, session_record
 
 pytestmark = pytest.mark.django_db
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
@@ -242,7 +242,6 @@ def test_brachy_channels_give_their_coefficients_of_the_setup_dose(  # type: ign
     from pydicom.dataset import Dataset as Item
     from pydicom.sequence import Sequence
 
-    from rv.services.sessions import ChannelInput
     from tests.rv.plans import _dose_reference, brachy_plan
 
     ds = brachy_plan()

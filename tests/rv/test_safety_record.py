@@ -80,7 +80,7 @@ def test_over_delivery_is_stored_flagged_listed_and_reviewed(client: Client, the
         "password": "not my password", "comment": "fine"}, format="json")
     assert wrong.status_code == 403
     refused = AuditEvent.objects.get(action="esign.refused")
-    assert refused.user == physicist and refused.details == {"action": "session.review"}
+    assert refused.user == physicist and refused.details["cause"] == "wrong password"
     signed = _api(physicist).post(f"/api/v1/sessions/{session.pk}/review/", {
         "password": PASSWORD, "comment": "50 MU extra: reported, dose re-planned"},
         format="json")
