@@ -25,7 +25,7 @@ needs_postgresql = pytest.mark.skipif(
     connection.vendor != "postgresql", reason="needs PostgreSQL (CI runs the suite on it)")
 
 
-def wait_for(condition: Callable[[], T], what: str, timeout: float = 60.0,
+def wait_for(condition: Callable[[], T | None], what: str, timeout: float = 60.0,
              every: float = 0.05) -> T:
     """Poll condition until it returns something truthy; fail after timeout saying what."""
     deadline = time.monotonic() + timeout
