@@ -14,6 +14,7 @@ from pynetdicom.sop_class import CTImageStorage
 
 from archive import integrity, storage
 from archive.models import Instance
+from dicom_net.models import AssociationLog
 from tests.factories import ct_image
 from tests.faults.procs import (
     assert_acknowledged_archived,
@@ -64,8 +65,17 @@ def test_an_association_recovers_from_a_terminated_backend_on_its_next_c_store(
         second, uid2 = _store(assoc, "BLIP-2")
         third, uid3 = _store(assoc, "BLIP-3")
         assert (second, third) == (0x0000, 0x0000)
+        # Dropped again before the release: the association log is still closed properly.
+        scp_backends = wait_for(other_backends, "the SCP's new database backend")
+        terminate_backends(scp_backends)
+        wait_for(lambda: not set(other_backends()) & set(scp_backends),
+                 "the SCP's backend to be gone")
     finally:
         assoc.release()
+    row = wait_for(lambda: AssociationLog.objects.filter(
+        calling_ae="BLIP_SCU", outcome=AssociationLog.Outcome.RELEASED).first(),
+        "the association log row to be closed")
+    assert (row.stored, row.failed) == (3, 0)
     assert_acknowledged_archived([uid1, uid2, uid3])
     assert Instance.objects.count() == 3
     assert not integrity.check().orphans
