@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import os
+import signal
+import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -146,3 +150,26 @@ def terminate_backends(pids: list[int]) -> None:
     with connection.cursor() as cursor:
         for pid in pids:
             cursor.execute("SELECT pg_terminate_backend(%s)", [pid])
+
+
+def descendants(pid: int) -> set[int]:
+    found: set[int] = set()
+    todo = [pid]
+    while todo:
+        for child in children_of(todo.pop()):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+def kill_tree(proc: subprocess.Popen) -> None:
+    """SIGKILL a child process and everything under it (a failed test leaves no orphans)."""
+    if proc.poll() is not None:
+        return
+    pids = descendants(proc.pid)
+    proc.kill()
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    proc.wait(timeout=30)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rv.backoff import Backoff
+from rv.supervision import Backoff
 
 
 def test_delays_double_up_to_the_cap_and_reset_after_a_stable_run() -> None:

@@ -20,6 +20,7 @@ from tests.faults.procs import (
     assert_acknowledged_archived,
     children_of,
     echo_and_store,
+    kill_tree,
     wait_for,
 )
 
@@ -61,9 +62,7 @@ def test_a_killed_child_is_replaced_and_the_others_keep_serving(data_dir: Path,
             assert echo_and_store(port)[:2] == (0x0000, 0x0000), log_path.read_text()
         _stop(proc, log_path)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=30)
+        kill_tree(proc)
 
 
 @pytest.mark.django_db(transaction=True)
@@ -105,6 +104,4 @@ def test_killing_a_child_mid_stream_loses_no_acknowledged_object(data_dir: Path,
     finally:
         for sender in senders:
             sender.stop.set()
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=30)
+        kill_tree(proc)

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO, free_port
-from tests.faults.procs import alive, children_of, echo_and_store, wait_for
+from tests.faults.procs import alive, children_of, echo_and_store, kill_tree, wait_for
 from tests.helpers import child_env
 
 
@@ -60,15 +60,17 @@ def test_serve_restarts_a_killed_component_with_backoff_and_the_web_keeps_answer
     http, dicom = free_port(), free_port()
     log = tmp_path / "serve.log"
     env = child_env(data_dir, RV_HTTP_PORT=str(http), RV_DICOM_PORT=str(dicom),
-                    RV_SCP_PROCESSES="1", RV_AE_TITLE="RV_SCP", RV_EXPORT_POLL="0.2",
+                    RV_SCP_PROCESSES="2", RV_AE_TITLE="RV_SCP", RV_EXPORT_POLL="0.2",
                     DJANGO_SECRET_KEY="test-serve-not-secret")
     with open(log, "wb") as out:
         proc = subprocess.Popen([sys.executable, "manage.py", "serve", "--web-workers", "1"],
                                 cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
     probe = WebProbe(http)
+    listeners: set[int] = set()
     try:
         wait_for(lambda: _web_up(http) or proc.poll() is not None, "the web to answer")
-        wait_for(lambda: "RV_SCP listening on" in log.read_text(), "the SCP to listen")
+        wait_for(lambda: log.read_text().count("dicom_net.ae: RV_SCP listening on") >= 2,
+                 "the SCP's two processes to listen")
         worker = wait_for(lambda: _pid(log, "worker"), "the worker")
         scp = wait_for(lambda: _pid(log, "scp"), "the SCP")
         probe.start()
@@ -84,11 +86,15 @@ def test_serve_restarts_a_killed_component_with_backoff_and_the_web_keeps_answer
             log.read_text())
         assert alive(third)
 
-        # The SCP, killed: back, and storing.
+        # The SCP's supervisor, killed: its listener processes stop with it (no orphan holds
+        # the port), and the SCP comes back, storing.
+        listeners |= children_of(scp)
+        assert len(listeners) == 2
         os.kill(scp, signal.SIGKILL)
         new_scp = wait_for(lambda: _pid(log, "scp", after=scp), "a new SCP")
-        wait_for(lambda: log.read_text().count("dicom_net.ae: RV_SCP listening on") >= 2,
-                 "the new SCP to listen")
+        wait_for(lambda: log.read_text().count("dicom_net.ae: RV_SCP listening on") >= 4,
+                 "the new SCP's processes to listen")
+        assert not [pid for pid in listeners if alive(pid)], "an orphaned SCP process"
         assert echo_and_store(dicom)[:2] == (0x0000, 0x0000), log.read_text()
         assert alive(new_scp) and proc.poll() is None
 
@@ -105,8 +111,7 @@ def test_serve_restarts_a_killed_component_with_backoff_and_the_web_keeps_answer
                  "every component to be gone", timeout=30)
     finally:
         probe.halt.set()
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=30)
-        for pid in children_of(proc.pid):
-            os.kill(pid, signal.SIGKILL)
+        kill_tree(proc)
+        for pid in listeners:  # orphans, if they outlived their supervisor
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)

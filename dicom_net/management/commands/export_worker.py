@@ -18,7 +18,7 @@ from django.core.management.base import BaseCommand, CommandParser
 from django.db import InterfaceError, OperationalError, close_old_connections, connections
 
 from dicom_net.exports import export_process, worker_name
-from rv.backoff import Backoff
+from rv.supervision import Backoff
 
 # While the database is unavailable: retry after 0.5 s, 1, 2, 4 ... at most 10 s.
 DB_RETRY_BASE, DB_RETRY_CAP = 0.5, 10.0

@@ -26,7 +26,7 @@ from django.db import connections
 from archive import storage
 from dicom_net.ae import build_ae, listen, start_server
 from dicom_net.handlers import HANDLERS
-from rv.backoff import Backoff
+from rv.supervision import Backoff, stop_with_parent
 
 # A dead listener process is replaced after 0.5 s, then 1, 2, 4 ... at most 30 s while they
 # keep dying; once one has run 30 s the delay starts again at 0.5 s.
@@ -150,12 +150,14 @@ class Command(BaseCommand):
         sys.stdout.flush()
         sys.stderr.flush()
         held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
+        supervisor = os.getpid()
         pid = os.fork()
         if pid == 0:
             code = 0
             try:
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
                 signal.signal(signal.SIGINT, signal.SIG_DFL)
+                stop_with_parent(supervisor)
                 signal.pthread_sigmask(signal.SIG_SETMASK, held)
                 self._serve(options, listener)
             except CommandError as exc:

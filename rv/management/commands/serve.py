@@ -3,11 +3,12 @@
 Separate processes (DESIGN.md): the web server (gunicorn), the DICOM SCP and, where it exists,
 the export worker. One that exits or dies is restarted while the others keep running: after
 1 s, then 2, 4 ... at most 60 s while it keeps dying; once it has run 60 s, 1 s again.
-Ctrl-C or SIGTERM stops all of them.
+Ctrl-C or SIGTERM stops all of them; if serve itself is killed, they get a SIGTERM (Linux).
 """
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -19,7 +20,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from rv.backoff import Backoff
+from rv.supervision import Backoff, stop_with_parent
 
 RESTART_BASE, RESTART_CAP, RESTART_STABLE = 1.0, 60.0, 60.0
 
@@ -64,7 +65,9 @@ class Command(BaseCommand):
         self.stdout.flush()
 
     def _start(self, part: _Component) -> None:
-        part.proc = subprocess.Popen(part.cmd, cwd=settings.BASE_DIR)
+        me = os.getpid()
+        part.proc = subprocess.Popen(  # noqa: PLW1509 (serve has no other threads)
+            part.cmd, cwd=settings.BASE_DIR, preexec_fn=lambda: stop_with_parent(me))
         part.backoff.started()
         self._say(f"started {part.name} (pid {part.proc.pid})")
 

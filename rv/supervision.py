@@ -1,13 +1,32 @@
-"""Restart and retry delays: exponential, capped, forgiven after a stable period.
+"""Process supervision helpers.
 
-Used by the supervisors (`manage.py serve`, `runscp --processes N`) to restart a component
-that died, and by the export worker to retry a database that went away.
+Backoff: restart and retry delays, exponential, capped, forgiven after a stable period; used
+by the supervisors (`manage.py serve`, `runscp --processes N`) to restart a component that
+died, and by the export worker to retry a database that went away. stop_with_parent: a
+supervised process stops when its supervisor dies, even by kill -9, so that no orphan holds
+a port the restarted supervisor needs.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import os
+import signal
 import time
 from collections.abc import Callable
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def stop_with_parent(parent: int) -> None:
+    """In a child process (after fork): have the kernel send it SIGTERM when `parent` dies
+    (Linux; elsewhere nothing happens)."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    if os.getppid() != parent:  # it died before the prctl took effect
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 class Backoff:
