@@ -14,7 +14,7 @@ import threading
 from typing import Any
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import InterfaceError, OperationalError, close_old_connections, connections
 
 from dicom_net.exports import export_process, worker_name
@@ -51,8 +51,10 @@ class Command(BaseCommand):
         while not stop.is_set():
             try:
                 close_old_connections()
-                job = export_process(worker=worker, wait=stop.wait)
+                job = export_process(worker=worker, wait=None if options["once"] else stop.wait)
             except (OperationalError, InterfaceError) as exc:
+                if options["once"]:
+                    raise CommandError(f"database unavailable: {_first_line(exc)}") from exc
                 # The database went away (restart, failover, network, a terminated backend):
                 # drop the connection, wait, try again; never exit for it.
                 connections.close_all()
