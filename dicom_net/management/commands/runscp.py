@@ -110,7 +110,7 @@ class Command(BaseCommand):
         def stop(signum: int, frame: object) -> None:
             nonlocal stopping
             stopping = True
-            for child in children:
+            for child in list(children):
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(child, signal.SIGTERM)
 
