@@ -4,7 +4,10 @@ file has its row. A crash between a file's rename and its index commit leaves an
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import os
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,3 +63,56 @@ def check(*, hashes: bool = True) -> Report:
     if tmp.is_dir():
         report.partials = sorted(tmp.glob("in-*.part"))
     return report
+
+
+@dataclass
+class Repair:
+    removed: list[Path] = field(default_factory=list)   # orphans and partials removed
+    kept: list[Path] = field(default_factory=list)      # too young: a store may be in flight
+    restored: list[Path] = field(default_factory=list)  # put back: an index row holds them
+
+
+def _is_indexed(rel: str) -> bool:
+    return Instance.objects.filter(path=rel).exists()
+
+
+def repair(report: Report, *, grace: float) -> Repair:
+    """Remove the orphan files and partial writes in `report` last modified more than `grace`
+    seconds ago; a younger one may belong to a store that has not committed yet. Each orphan
+    is moved aside and the index asked again before it goes (storage.remove_unless_reused),
+    so a store committing meanwhile keeps its file. Files a removal interrupted by a crash
+    left aside (.tmp/rm-*) are put back if indexed, else removed like orphans."""
+    done = Repair()
+    cutoff_ns = time.time_ns() - int(grace * 1e9)
+    root = storage.root()
+    for path in report.orphans:
+        rel = str(path.relative_to(root))
+
+        def keep(st: os.stat_result, rel: str = rel) -> bool:
+            return st.st_mtime_ns > cutoff_ns or _is_indexed(rel)
+
+        if storage.remove_unless_reused(rel, keep):
+            done.removed.append(path)
+        elif path.exists():
+            (done.restored if _is_indexed(rel) else done.kept).append(path)
+    tmp = root / ".tmp"
+    leftovers = sorted(tmp.glob("rm-*.dcm")) if tmp.is_dir() else []
+    for path in [*report.partials, *leftovers]:
+        try:
+            young = path.stat().st_mtime_ns > cutoff_ns
+        except FileNotFoundError:
+            continue
+        if path.name.startswith("rm-"):
+            rel = storage.relative_path(path.name.rsplit("-", 1)[-1].removesuffix(".dcm"))
+            if _is_indexed(rel):
+                with contextlib.suppress(FileExistsError):
+                    os.link(path, storage.absolute_path(rel))
+                path.unlink(missing_ok=True)
+                done.restored.append(storage.absolute_path(rel))
+                continue
+        if young:
+            done.kept.append(path)
+        else:
+            path.unlink(missing_ok=True)
+            done.removed.append(path)
+    return done

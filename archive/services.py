@@ -11,7 +11,15 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal, cast
 
-from django.db import DatabaseError, IntegrityError, connections, router, transaction
+from django.db import (
+    DatabaseError,
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    connections,
+    router,
+    transaction,
+)
 from django.db.models import Field, Model
 from django.utils import timezone
 from pydicom.dataset import Dataset
@@ -102,48 +110,89 @@ def instance_store(
     # then skipped), and the index tells a duplicate or a conflict apart below. A refused
     # object's new file is removed again in `finally`.
     try:
-        rel, created = storage.write_durably(data, sha256)
+        placed = storage.place(data, sha256)
     except OSError as exc:
         log.error("storing %s failed: %s", attrs.sop_instance_uid, exc)
         raise OutOfResources(f"the archive cannot write the file: {exc.strerror or exc}") from exc
 
     stored = False
     try:
-        fields = _instance_fields(attrs, sha256=sha256, size=len(data), rel=rel,
+        fields = _instance_fields(attrs, sha256=sha256, size=len(data), rel=placed.rel,
                                   calling_ae=calling_ae, source=source)
         try:
-            instance = None if on_indexed is not None else _insert_into_held_series(
-                attrs, fields)
-            if instance is None:
-                existing = _existing(attrs.sop_instance_uid, sha256, data)
-                if existing is not None:
-                    return StoreResult("duplicate", existing)
-                instance = _index(attrs, fields, ds=ds, on_indexed=on_indexed)
-        except IntegrityError:
-            # Another association stored this SOP Instance UID between our check and insert.
-            existing = _existing(attrs.sop_instance_uid, sha256, data)
-            if existing is None:
-                raise OutOfResources("the index refused the object; send it again") from None
-            return StoreResult("duplicate", existing)
+            result = _index_or_find(attrs, fields, ds=ds, data=data, on_indexed=on_indexed)
+        except (OperationalError, InterfaceError) as exc:
+            # The connection broke (a restarted or failed-over server, a terminated backend,
+            # an idle timeout): nothing of this store is committed, or if the COMMIT itself
+            # was lost after the server applied it, the second try finds the row and answers
+            # "duplicate" (the SOP Instance UID is unique): one more try never makes two rows.
+            if not _reconnect():
+                log.error("indexing %s failed: %s", attrs.sop_instance_uid, exc)
+                raise OutOfResources(f"the index database is unavailable: {exc}") from exc
+            log.warning("indexing %s: database connection lost (%s); trying once more",
+                        attrs.sop_instance_uid, str(exc).strip())
+            try:
+                result = _index_or_find(attrs, fields, ds=ds, data=data, on_indexed=on_indexed)
+            except DatabaseError as again:
+                log.error("indexing %s failed: %s", attrs.sop_instance_uid, again)
+                raise OutOfResources(f"the index database is unavailable: {again}") from again
         except DatabaseError as exc:
             log.error("indexing %s failed: %s", attrs.sop_instance_uid, exc)
             raise OutOfResources(f"the index database is unavailable: {exc}") from exc
-        stored = True
+        # A duplicate in another encoding is held under its first bytes: this file goes.
+        stored = result.outcome == "stored"
         pending = _written.get()
-        if created and pending is not None:
-            pending.append(rel)
-        return StoreResult("stored", instance)
+        if stored and placed.created and pending is not None:
+            pending.append(placed.rel)
+        return result
     finally:
-        # Leave no stray file: remove what this call wrote unless a committed row holds it.
-        if created and not stored and not _held(sha256):
-            storage.remove(rel)
+        # Leave no stray file: remove what this call wrote unless a committed row holds it
+        # or another store reused it meanwhile (which moves its mtime).
+        if placed.created and not stored:
+            storage.remove_unless_reused(
+                placed.rel, lambda st: st.st_mtime_ns != placed.mtime_ns or _held(sha256))
+
+
+def _index_or_find(attrs: IndexAttrs, fields: dict[str, Any], *, ds: Dataset, data: bytes,
+                   on_indexed: OnIndexed | None) -> StoreResult:
+    """Index the object, or find it already held (a duplicate); DatabaseErrors propagate."""
+    try:
+        instance = None if on_indexed is not None else _insert_into_held_series(attrs, fields)
+        if instance is None:
+            existing = _existing(attrs.sop_instance_uid, fields["sha256"], data)
+            if existing is not None:
+                return StoreResult("duplicate", existing)
+            instance = _index(attrs, fields, ds=ds, on_indexed=on_indexed)
+    except IntegrityError:
+        # Another association stored this SOP Instance UID between our check and insert.
+        existing = _existing(attrs.sop_instance_uid, fields["sha256"], data)
+        if existing is None:
+            raise OutOfResources("the index refused the object; send it again") from None
+        return StoreResult("duplicate", existing)
+    return StoreResult("stored", instance)
+
+
+def _reconnect() -> bool:
+    """Drop the index connection so the next query opens a new one; False when it cannot
+    be dropped (inside a caller's transaction, which is lost anyway: it must fail whole)."""
+    conn = connections[router.db_for_write(Instance)]
+    if conn.in_atomic_block:
+        return False
+    conn.close()
+    return True
 
 
 def _held(sha256: str) -> bool:
-    try:
-        return Instance.objects.filter(sha256=sha256).exists()
-    except DatabaseError:
-        return True  # cannot tell: keep the file; an orphan is safer than a lost object
+    """Does a committed index row hold these bytes? On a broken connection, asks again on a
+    new one; if the database cannot answer at all, says True (keep the file: an orphan is
+    safer than a lost object; `archive_check --repair` clears orphans later)."""
+    for attempt in range(2):
+        try:
+            return Instance.objects.filter(sha256=sha256).exists()
+        except DatabaseError:
+            if attempt or not _reconnect():
+                return True
+    return True
 
 
 def _existing(sop_instance_uid: str, sha256: str, offered: bytes) -> Instance | None:

@@ -10,7 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from django.conf import settings
@@ -54,12 +59,27 @@ def _ensure_dir(path: Path) -> None:
         _fsync_dir(folder.parent)
 
 
-def write_durably(data: bytes, sha256: str) -> tuple[str, bool]:
-    """Store data under its hash. Return (relative path, True if this call created the file)."""
+@dataclass(frozen=True)
+class Placement:
+    rel: str           # path under root()
+    created: bool      # True if this call wrote the file (False: the bytes were already there)
+    mtime_ns: int      # the file's mtime as this call left it (see remove_unless_reused)
+
+
+def place(data: bytes, sha256: str) -> Placement:
+    """Store data under its hash, durably. A file already there with these bytes is reused,
+    and its mtime moved forward (`_mark_reused`) so that a writer about to remove it after a
+    failed commit (remove_unless_reused) sees it is wanted again and keeps it."""
     rel = relative_path(sha256)
     final = absolute_path(rel)
-    if final.is_file() and final.stat().st_size == len(data):
-        return rel, False
+    try:
+        st = final.stat()
+    except FileNotFoundError:
+        st = None
+    if st is not None and stat.S_ISREG(st.st_mode) and st.st_size == len(data):
+        mtime_ns = _mark_reused(final, st)
+        if mtime_ns is not None:
+            return Placement(rel, False, mtime_ns)
     tmp_dir = root() / ".tmp"
     _ensure_dir(tmp_dir)
     _ensure_dir(final.parent)
@@ -69,13 +89,71 @@ def write_durably(data: bytes, sha256: str) -> tuple[str, bool]:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
+            # Taken before the rename: no other writer can touch this inode before then.
+            mtime_ns = os.fstat(fh.fileno()).st_mtime_ns
         os.replace(tmp_name, final)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_name)
         raise
     _fsync_dir(final.parent)
-    return rel, True
+    return Placement(rel, True, mtime_ns)
+
+
+def _mark_reused(path: Path, st: os.stat_result) -> int | None:
+    """Move the file's mtime forward (to now, or at least 1 us past what it was); return the
+    new mtime, or None if the file vanished meanwhile (a remover took it: write it anew)."""
+    new = max(time.time_ns(), st.st_mtime_ns + 1000)
+    try:
+        os.utime(path, ns=(st.st_atime_ns, new))
+    except FileNotFoundError:
+        return None
+    except PermissionError:  # a read-only archive: nothing will remove it either
+        return st.st_mtime_ns
+    return new
+
+
+def write_durably(data: bytes, sha256: str) -> tuple[str, bool]:
+    """Store data under its hash. Return (relative path, True if this call created the file)."""
+    placed = place(data, sha256)
+    return placed.rel, placed.created
+
+
+def remove_unless_reused(rel: str, keep: Callable[[os.stat_result], bool]) -> bool:
+    """Remove a stored file unless keep(its stat) says otherwise; True if removed.
+
+    The file is first renamed out of place (into .tmp/, as rm-<name>), then `keep` is asked,
+    and the file put back if it answers True. A writer reusing the file (`place`) moves its
+    mtime forward before its commit; if that happens after the rename, the reuse finds no
+    file and writes it anew. Either way no committed row is left without its file: `keep`
+    sees the moved mtime, or the reuse never happened. `keep` should also look for a
+    committed row holding the path where it can."""
+    path = absolute_path(rel)
+    tmp_dir = root() / ".tmp"
+    _ensure_dir(tmp_dir)
+    aside = tmp_dir / f"rm-{uuid.uuid4().hex}-{path.name}"
+    try:
+        os.rename(path, aside)
+    except FileNotFoundError:
+        return False
+    try:
+        wanted = keep(os.stat(aside))
+    except BaseException:
+        _put_back(aside, path)
+        raise
+    if wanted:
+        _put_back(aside, path)
+        return False
+    os.unlink(aside)
+    _fsync_dir(path.parent)
+    return True
+
+
+def _put_back(aside: Path, path: Path) -> None:
+    with contextlib.suppress(FileExistsError):  # a writer stored the bytes anew meanwhile
+        os.link(aside, path)
+    os.unlink(aside)
+    _fsync_dir(path.parent)
 
 
 def remove(rel: str) -> None:
@@ -102,8 +180,6 @@ def check_writable() -> str | None:
 
 def remove_stale_partials(max_age_seconds: float = 3600) -> int:
     """Remove temporary files a crashed writer left (never reported as stored)."""
-    import time
-
     tmp_dir = root() / ".tmp"
     if not tmp_dir.is_dir():
         return 0

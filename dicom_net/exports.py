@@ -13,13 +13,13 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import connection, transaction
+from django.db import InterfaceError, OperationalError, connection, connections, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 from pynetdicom import AE
@@ -160,8 +160,11 @@ def export_record(*, job: ExportJob, worker: str, outcome: SendOutcome) -> bool:
     return bool(changed)
 
 
-def export_process(*, worker: str) -> ExportJob | None:
-    """Claim, send and record one job; None when nothing is due."""
+def export_process(*, worker: str,
+                   wait: Callable[[float], bool] | None = None) -> ExportJob | None:
+    """Claim, send and record one job; None when nothing is due. If the database goes away
+    after the send, the outcome is recorded once it is back (`wait(seconds)` between tries,
+    True to give up: the job then stays SENDING until its lease expires and is sent again)."""
     job = export_claim(worker=worker)
     if job is None:
         return None
@@ -170,6 +173,18 @@ def export_process(*, worker: str) -> ExportJob | None:
     except Exception as exc:  # a bug or a broken file must not stop the queue
         log.exception("export #%s failed unexpectedly", job.pk)
         outcome = SendOutcome(False, f"internal error: {type(exc).__name__}: {exc}")
-    export_record(job=job, worker=worker, outcome=outcome)
-    job.refresh_from_db()
-    return job
+    delay = 0.5
+    while True:
+        try:
+            export_record(job=job, worker=worker, outcome=outcome)
+            job.refresh_from_db()
+            return job
+        except (OperationalError, InterfaceError) as exc:
+            if wait is None:
+                raise
+            log.warning("export #%s: cannot record the outcome, database unavailable (%s); "
+                        "retrying in %g s", job.pk, str(exc).strip(), delay)
+            connections.close_all()
+            if wait(delay):
+                raise
+            delay = min(delay * 2, 10.0)

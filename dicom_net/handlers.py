@@ -9,7 +9,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
-from django.db import DatabaseError, close_old_connections, connections
+from django.db import (
+    DatabaseError,
+    InterfaceError,
+    OperationalError,
+    close_old_connections,
+    connection,
+    connections,
+)
 from django.utils import timezone
 from pydicom.dataset import Dataset
 from pynetdicom import evt
@@ -95,11 +102,18 @@ def _finish(event: Event, outcome: str) -> None:
         return
     state.finished = True
     try:
-        if state.log_id is not None:
-            AssociationLog.objects.filter(pk=state.log_id).update(
-                ended_at=timezone.now(), outcome=outcome, stored=state.stored,
-                duplicates=state.duplicates, failed=state.failed, echoes=state.echoes,
-                failures=state.failures)
+        for attempt in range(2):  # once more on a new connection if this one was dropped
+            try:
+                if state.log_id is not None:
+                    AssociationLog.objects.filter(pk=state.log_id).update(
+                        ended_at=timezone.now(), outcome=outcome, stored=state.stored,
+                        duplicates=state.duplicates, failed=state.failed,
+                        echoes=state.echoes, failures=state.failures)
+                break
+            except (OperationalError, InterfaceError):
+                if attempt or connection.in_atomic_block:
+                    raise
+                connection.close()
     except DatabaseError as exc:
         log.error("association log unavailable: %s", exc)
     finally:

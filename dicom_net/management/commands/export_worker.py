@@ -2,7 +2,9 @@
 
 Run as many as you like, on any host sharing the database and the file store: each job is
 claimed by one worker at a time. SIGTERM or Ctrl-C stops it after the job in hand is
-recorded. --once drains what is due now and exits.
+recorded. --once drains what is due now and exits. A database outage does not stop it: it
+closes the connection and tries again (after 0.5 s, doubling, at most 10 s) until the
+database is back; an outcome it could not record yet is recorded then.
 """
 
 from __future__ import annotations
@@ -12,10 +14,14 @@ import threading
 from typing import Any
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandParser
-from django.db import close_old_connections, connections
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import InterfaceError, OperationalError, close_old_connections, connections
 
 from dicom_net.exports import export_process, worker_name
+from rv.supervision import Backoff
+
+# While the database is unavailable: retry after 0.5 s, 1, 2, 4 ... at most 10 s.
+DB_RETRY_BASE, DB_RETRY_CAP = 0.5, 10.0
 
 
 class Command(BaseCommand):
@@ -38,12 +44,30 @@ class Command(BaseCommand):
             signal.signal(signal.SIGINT, on_signal)
         worker = worker_name()
         sent = failed = 0
+        outage = Backoff(base=DB_RETRY_BASE, cap=DB_RETRY_CAP, stable=0)
         if not options["once"]:
             self.stdout.write(f"export worker {worker} running")
             self.stdout.flush()
         while not stop.is_set():
-            close_old_connections()
-            job = export_process(worker=worker)
+            try:
+                close_old_connections()
+                job = export_process(worker=worker, wait=None if options["once"] else stop.wait)
+            except (OperationalError, InterfaceError) as exc:
+                if options["once"]:
+                    raise CommandError(f"database unavailable: {_first_line(exc)}") from exc
+                # The database went away (restart, failover, network, a terminated backend):
+                # drop the connection, wait, try again; never exit for it.
+                connections.close_all()
+                delay = outage.delay()
+                self.stderr.write(f"export worker {worker}: database unavailable "
+                                  f"({_first_line(exc)}); retrying in "
+                                  f"{delay:g} s")
+                self.stderr.flush()
+                stop.wait(delay)
+                continue
+            if outage.failures:
+                self.stdout.write(f"export worker {worker}: database back")
+                outage.ok()
             if job is None:
                 if options["once"]:
                     break
@@ -58,3 +82,7 @@ class Command(BaseCommand):
             self.stdout.flush()
         connections.close_all()
         self.stdout.write(f"export worker {worker} stopped: {sent} sent, {failed} not sent")
+
+
+def _first_line(exc: Exception) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]

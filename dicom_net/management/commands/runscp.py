@@ -3,8 +3,9 @@
 SIGTERM or Ctrl-C stops it cleanly: it stops accepting, lets open associations finish (up to
 --grace seconds), then aborts what is left. With --processes N it forks N listeners that share
 one listening socket made before forking (whichever process is free accepts the next
-association), since one Python process does not use more than one core. RV_SCP_PROCESSES
-defaults to the number of cores.
+association), since one Python process does not use more than one core, and replaces any
+that dies (after 0.5 s, doubling while they keep dying, at most 30 s) while the others
+serve. RV_SCP_PROCESSES defaults to the number of cores.
 """
 
 from __future__ import annotations
@@ -25,6 +26,11 @@ from django.db import connections
 from archive import storage
 from dicom_net.ae import build_ae, listen, start_server
 from dicom_net.handlers import HANDLERS
+from rv.supervision import Backoff, stop_with_parent
+
+# A dead listener process is replaced after 0.5 s, then 1, 2, 4 ... at most 30 s while they
+# keep dying; once one has run 30 s the delay starts again at 0.5 s.
+RESTART_BASE, RESTART_CAP, RESTART_STABLE = 0.5, 30.0, 30.0
 
 
 class Command(BaseCommand):
@@ -87,47 +93,88 @@ class Command(BaseCommand):
                              if left else ""))
 
     def _supervise(self, options: dict[str, Any], processes: int) -> None:
+        """Fork `processes` listeners and keep that many running: one that dies (a crash,
+        kill -9, the OOM killer) is replaced after a short backoff while the others keep
+        serving. SIGTERM or SIGINT stops them all."""
         connections.close_all()  # children must not share the parent's database connection
         try:
             listener = listen(host=options["host"], port=options["port"])
         except OSError as exc:
             raise CommandError(f"cannot listen on {options['host']}:{options['port']}: "
                                f"{exc.strerror or exc}") from exc
-        children: list[int] = []
-        for _ in range(processes):
-            pid = os.fork()
-            if pid == 0:
-                code = 0
-                try:
-                    self._serve(options, listener)
-                except CommandError as exc:
-                    sys.stderr.write(f"{exc}\n")
-                    code = 1
-                finally:
-                    os._exit(code)
-            children.append(pid)
-        listener.close()  # the children hold it
+        children: dict[int, float] = {}   # pid -> when it started
+        restarts: list[float] = []        # when to start each replacement (monotonic)
+        backoff = Backoff(base=RESTART_BASE, cap=RESTART_CAP, stable=RESTART_STABLE)
         stopping = False
 
-        def forward(signum: int, frame: object) -> None:
+        def stop(signum: int, frame: object) -> None:
             nonlocal stopping
             stopping = True
-            for child in children:
+            for child in list(children):
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(child, signal.SIGTERM)
 
-        signal.signal(signal.SIGTERM, forward)
-        signal.signal(signal.SIGINT, forward)
-        failed = False
-        while children:
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        for _ in range(processes):
+            children[self._fork(options, listener)] = time.monotonic()
+        backoff.started()
+        while children or (restarts and not stopping):
             try:
-                pid, status = os.wait()
+                pid, status = os.waitpid(-1, os.WNOHANG)
             except ChildProcessError:
-                break
-            if pid in children:
-                children.remove(pid)
-                if os.waitstatus_to_exitcode(status) != 0 and not stopping:
-                    failed = True
-                    forward(signal.SIGTERM, None)
-        if failed:
-            raise CommandError("an SCP process failed; all were stopped")
+                pid, status = 0, 0
+            if pid and children.pop(pid, None) is not None and not stopping:
+                delay = backoff.delay()
+                restarts.append(time.monotonic() + delay)
+                self._say(f"SCP process {pid} {_ended(status)}; "
+                          f"starting a replacement in {delay:g} s")
+                continue
+            now = time.monotonic()
+            for due in [t for t in restarts if t <= now and not stopping]:
+                restarts.remove(due)
+                child = self._fork(options, listener)
+                children[child] = now
+                backoff.started()
+                self._say(f"SCP process {child} started (replacement)")
+            if stopping:
+                restarts.clear()
+            if not pid:
+                time.sleep(0.05)
+        listener.close()
+
+    def _fork(self, options: dict[str, Any], listener: socket.socket) -> int:
+        """Start one listener process on the shared socket; its pid. Signals are held back
+        across the fork so that a SIGTERM cannot slip between it and the pid's registration."""
+        self.stdout.flush()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
+        supervisor = os.getpid()
+        pid = os.fork()
+        if pid == 0:
+            code = 0
+            try:
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                signal.signal(signal.SIGINT, signal.SIG_DFL)
+                stop_with_parent(supervisor)
+                signal.pthread_sigmask(signal.SIG_SETMASK, held)
+                self._serve(options, listener)
+            except CommandError as exc:
+                sys.stderr.write(f"{exc}\n")
+                code = 1
+            finally:
+                os._exit(code)
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+        return pid
+
+    def _say(self, line: str) -> None:
+        self.stdout.write(line)
+        self.stdout.flush()
+
+
+def _ended(status: int) -> str:
+    code = os.waitstatus_to_exitcode(status)
+    if code < 0:
+        return f"was killed by {signal.Signals(-code).name}"
+    return f"exited with status {code}"
