@@ -12,7 +12,7 @@ from django.core.signals import request_finished, request_started
 from django.core.wsgi import get_wsgi_application
 from django.db import close_old_connections
 from hypothesis import HealthCheck, settings
-from rest_framework.authtoken.models import Token
+from knox.models import AuthToken
 from schemathesis.checks import not_a_server_error, response_schema_conformance
 
 from tests.rv.conftest import make_user
@@ -22,7 +22,7 @@ from tests.rv.conftest import make_user
 def admin_token(db) -> str:  # type: ignore[no-untyped-def]
     call_command("seed_clinic", patients=3, machines=2, years=1, seed=5, verbosity=0)
     admin: User = make_user("schema_admin", "admin")
-    return Token.objects.create(user=admin).key
+    return AuthToken.objects.create(user=admin)[1]
 
 
 @pytest.fixture
