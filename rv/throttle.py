@@ -6,12 +6,25 @@ from __future__ import annotations
 
 from typing import Any
 
+from axes.backends import AxesStandaloneBackend
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 
 LOCKED_MESSAGE = ("Too many failed logins for this user name from this address: try again "
                   "in {minutes} minutes or ask an admin.")
+
+
+class ThrottleBackend(AxesStandaloneBackend):
+    """django-axes's check, first of AUTHENTICATION_BACKENDS. Every login door Verity has
+    (the login form, the admin's, the token endpoint) passes the request; a call without
+    one (Django's test client, a shell) has no client to throttle and is not checked."""
+
+    def authenticate(self, request: Any, username: str | None = None,
+                     password: str | None = None, **kwargs: Any) -> None:
+        if request is None:
+            return None
+        return super().authenticate(request, username, password, **kwargs)  # type: ignore[no-any-return,arg-type]
 
 
 def client_ip(request: HttpRequest) -> str:
