@@ -46,6 +46,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
+    "rv.middleware.InputHygieneMiddleware",
     # Last, as django-axes asks: it turns a refused (locked-out) login into its answer.
     "axes.middleware.AxesMiddleware",
 ]
@@ -130,7 +131,13 @@ REST_FRAMEWORK = {
         "django_filters.rest_framework.DjangoFilterBackend",
         "rest_framework.filters.OrderingFilter",
     ],
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "DEFAULT_PAGINATION_CLASS": "rv.api.pagination.BoundedLimitOffsetPagination",
+    # A JSON body must be an object (rv.api.parsers): no 500 on `false` or `[]`.
+    "DEFAULT_PARSER_CLASSES": [
+        "rv.api.parsers.ObjectJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "rv.api_errors.json_exception_handler",

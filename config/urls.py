@@ -1,8 +1,9 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.urls import include, path
+from django.urls import include, path, register_converter
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
+from rv.urlconv import NameConverter
 from rv.views import archive as archive_views
 from rv.views import audit as audit_views
 from rv.views import console as console_views
@@ -11,11 +12,13 @@ from rv.views import machine as machine_views
 from rv.views import plans as plan_views
 from rv.views import users as user_views
 
+register_converter(NameConverter, "name")
+
 urlpatterns = [
     path("", console_views.home, name="home"),
     path("console/", console_views.machines, name="rv-console"),
-    path("console/<str:machine>/", console_views.day, name="rv-console-day"),
-    path("console/<str:machine>/appointments/<int:pk>/record/", console_views.record,
+    path("console/<name:machine>/", console_views.day, name="rv-console-day"),
+    path("console/<name:machine>/appointments/<int:pk>/record/", console_views.record,
          name="rv-console-record"),
     path("plans/<int:pk>/schedule/", console_views.schedule, name="rv-plan-schedule"),
     path("appointments/<int:pk>/", console_views.appointment_change,
