@@ -217,6 +217,8 @@ RV_DATA_DIR = env_path("RV_DATA_DIR", Path("var"), base=BASE_DIR)
 RV_AE_TITLE = env_str("RV_AE_TITLE", "RV_SCP")
 RV_DICOM_HOST = env_str("RV_DICOM_HOST", "127.0.0.1")
 RV_DICOM_PORT = env_int("RV_DICOM_PORT", 11112, low=1, high=65535)
+# Gunicorn's settings for `manage.py serve` (threads; slow clients cut off; issue 12).
+RV_GUNICORN_CONFIG = str(BASE_DIR / "config" / "gunicorn.py")
 RV_HTTP_PORT = env_int("RV_HTTP_PORT", 8000, low=1, high=65535)
 RV_ACCEPT_UNKNOWN_AE = env_bool("RV_ACCEPT_UNKNOWN_AE", False)
 # Largest PDU we accept; 128 KiB cut per-PDU overhead for large images (issue 3 measurements).

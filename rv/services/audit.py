@@ -72,7 +72,7 @@ def audit_record(*, action: str, obj: models.Model | None, user: AbstractBaseUse
     _lock_chain()
     head = AuditEvent.objects.filter(seq__isnull=False).order_by("-seq") \
         .values_list("seq", "hash").first()
-    seq, prev_hash = (head[0] + 1, head[1]) if head else (1, GENESIS)
+    seq, prev_hash = (int(head[0] or 0) + 1, head[1]) if head else (1, GENESIS)
     event = AuditEvent(
         at=timezone.now(), user=cast(Any, real_user),
         username=username or (real_user.get_username() if real_user else ""),
@@ -117,4 +117,4 @@ def audit_chain_verify(*, batch: int = 2000) -> Iterator[ChainProblem]:
 def audit_chain_head() -> tuple[int, str]:
     head = AuditEvent.objects.filter(seq__isnull=False).order_by("-seq") \
         .values_list("seq", "hash").first()
-    return (int(head[0]), str(head[1])) if head else (0, GENESIS)
+    return (int(head[0] or 0), str(head[1])) if head else (0, GENESIS)

@@ -251,7 +251,8 @@ def test_a_session_wide_override_is_on_every_beam(physicist, therapist) -> None:
 
 def test_a_multi_fraction_group_plan(physicist, therapist) -> None:  # type: ignore[no-untyped-def]
     plan = approved(physicist, received(two_group_plan()))
-    session = beams(plan, therapist, {2: plan.beams.get(number=2).fraction_refs.get().meterset})
+    session = beams(plan, therapist, {2: plan.beams.get(  # type: ignore[dict-item]
+        number=2).fraction_refs.get().meterset})
     ds = record_of(session)
     assert (ds.ReferencedFractionGroupNumber, ds.NumberOfFractionsPlanned) == (2, 5)
     assert [i.ReferencedBeamNumber for i in ds.TreatmentSessionBeamSequence] == [2]

@@ -34,7 +34,7 @@ def _verify() -> tuple[bool, str]:
     return True, out.getvalue()
 
 
-def _raw(sql: str, params: list[object]) -> None:
+def _raw(sql: str, params: list[str | int]) -> None:
     """Change the table behind the application's back, as a database owner could."""
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":  # a superuser switches the triggers off

@@ -29,7 +29,7 @@ class Command(BaseCommand):
 
     def commands(self, options: dict[str, Any]) -> dict[str, list[str]]:
         web = [sys.executable, "-m", "gunicorn", "config.wsgi:application",
-               "--bind", f"127.0.0.1:{settings.RV_HTTP_PORT}",
+               "-c", settings.RV_GUNICORN_CONFIG, "--bind", f"127.0.0.1:{settings.RV_HTTP_PORT}",
                "--workers", str(options["web_workers"]), "--access-logfile", "-",
                "--graceful-timeout", "10"]
         procs = {"web": web, "scp": _manage("runscp")}
