@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib.auth import authenticate
+from django.contrib.auth.signals import user_logged_in
 from drf_spectacular.utils import extend_schema, inline_serializer
 from knox.auth import TokenAuthentication
 from knox.models import AuthToken
@@ -54,6 +55,8 @@ class TokenView(APIView):
         if user is None or not user.is_active:
             raise ValidationError("Unable to log in with the given user name and password.")
         instance, token = AuthToken.objects.create(user=user, expiry=knox_settings.TOKEN_TTL)
+        # A login like the form's: audited (auth.login), last_login set, axes's count reset.
+        user_logged_in.send(sender=user.__class__, request=request._request, user=user)
         auth_event_record(action="token", user=user, ip=_ip(request))
         return Response({"token": token, "expiry": instance.expiry})
 

@@ -61,3 +61,18 @@ def test_fewer_failures_than_the_limit_still_log_in(client: Client) -> None:
     for _ in range(settings.AXES_FAILURE_LIMIT - 1):
         _web_login(client, "careful", "typo")
     assert _web_login(client, "careful", PASSWORD).status_code == 302
+
+
+def test_a_successful_token_login_resets_the_count(client: Client) -> None:
+    make_user("resetti", "therapist")
+
+    def token(password: str) -> int:
+        return client.post("/api/v1/auth/token/", {"username": "resetti", "password": password},
+                           content_type="application/json").status_code
+
+    for _ in range(settings.AXES_FAILURE_LIMIT - 1):
+        assert token("wrong") == 400
+    assert token(PASSWORD) == 200
+    for _ in range(settings.AXES_FAILURE_LIMIT - 1):
+        assert token("wrong") == 400
+    assert token(PASSWORD) == 200
