@@ -203,7 +203,7 @@ def ensure_part10(raw: bytes) -> bytes:
     meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
     out = io.BytesIO()
     out.write(b"\x00" * 128 + b"DICM")
-    write_file_meta_info(out, meta, enforce_standard=True)
+    write_file_meta_info(out, meta, enforce_standard=True)  # type: ignore[arg-type]
     out.write(raw)
     return out.getvalue()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -24,9 +25,12 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework.authtoken",
+    "knox",
+    "axes",
+    "csp",
     "django_filters",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "archive",
     "rv",
     "dicom_net",
@@ -41,6 +45,10 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
+    "rv.middleware.InputHygieneMiddleware",
+    # Last, as django-axes asks: it turns a refused (locked-out) login into its answer.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -89,6 +97,11 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
+# django-axes first: it refuses a locked-out login before any password is checked.
+AUTHENTICATION_BACKENDS = [
+    "rv.throttle.ThrottleBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
@@ -109,15 +122,22 @@ STORAGES = {
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        # knox first: an anonymous API call is answered 401 with WWW-Authenticate: Token.
+        "knox.auth.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
-        "rest_framework.authentication.TokenAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rv.api.access.ActionRequired"],  # rv.roles: the door
     "DEFAULT_FILTER_BACKENDS": [
         "django_filters.rest_framework.DjangoFilterBackend",
         "rest_framework.filters.OrderingFilter",
     ],
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "DEFAULT_PAGINATION_CLASS": "rv.api.pagination.BoundedLimitOffsetPagination",
+    # A JSON body must be an object (rv.api.parsers): no 500 on `false` or `[]`.
+    "DEFAULT_PARSER_CLASSES": [
+        "rv.api.parsers.ObjectJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "rv.api_errors.json_exception_handler",
@@ -127,10 +147,69 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Radiotherapy record-and-verify: archive, plans, treatment history.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    # The schema and Swagger UI are for signed-in users; Swagger UI comes from the installed
+    # drf-spectacular-sidecar package, never from a CDN (issue 12).
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
     "ENUM_NAME_OVERRIDES": {
         "PlanStatusEnum": "rv.models.plan.Plan.Status",
         "CourseStatusEnum": "rv.models.patient.Course.Status",
     },
+}
+
+# --- Web hardening (issue 12, docs/security-web.md) ----------------------------------------
+# Behind a TLS-terminating reverse proxy: Secure cookies, HSTS, an HTTPS redirect, and the
+# proxy's X-Forwarded-Proto / X-Forwarded-For believed only when DJANGO_TRUST_PROXY says so.
+_secure_cookies = env_bool("DJANGO_SECURE_COOKIES", False)
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = _secure_cookies
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_AGE = env_int("DJANGO_SESSION_AGE_SECONDS", 12 * 3600, low=60)
+SECURE_HSTS_SECONDS = env_int("DJANGO_HSTS_SECONDS", 0, low=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env_bool("DJANGO_HSTS_PRELOAD", False)
+SECURE_SSL_REDIRECT = env_bool("DJANGO_SSL_REDIRECT", False)
+RV_TRUST_PROXY = env_bool("DJANGO_TRUST_PROXY", False)
+if RV_TRUST_PROXY:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
+X_FRAME_OPTIONS = "DENY"
+# Content Security Policy (django-csp 4 format): this origin only, no inline script/style.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "frame-ancestors": ["'none'"],
+        "form-action": ["'self'"],
+    },
+}
+
+# Login throttling (django-axes): RV_LOGIN_FAILURE_LIMIT wrong passwords for one user name
+# from one address lock that pair out for RV_LOGIN_COOLOFF_MINUTES; the web form and the
+# token endpoint alike. Failures and lock-outs are in Verity's audit trail (rv.apps).
+AXES_FAILURE_LIMIT = env_int("RV_LOGIN_FAILURE_LIMIT", 5, low=1)
+AXES_COOLOFF_TIME = env_float("RV_LOGIN_COOLOFF_MINUTES", 15.0, low=0.1) / 60.0  # hours
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "rv.throttle.lockout_response"
+AXES_CLIENT_IP_CALLABLE = "rv.throttle.client_ip"
+AXES_VERBOSE = False
+
+# API tokens (django-rest-knox): stored as SHA-512 digests, expire after
+# RV_API_TOKEN_TTL_HOURS, revoked by POST /api/v1/auth/logout/ (or logout-all/) and on any
+# password change (rv.services.users). Clients send "Authorization: Token <token>".
+REST_KNOX = {
+    "TOKEN_TTL": timedelta(hours=env_float("RV_API_TOKEN_TTL_HOURS", 12.0, low=0.01)),
+    "AUTH_HEADER_PREFIX": "Token",
+    "AUTO_REFRESH": False,
+    "TOKEN_LIMIT_PER_USER": None,
 }
 
 # --- Verity -------------------------------------------------------------------------------
@@ -138,6 +217,8 @@ RV_DATA_DIR = env_path("RV_DATA_DIR", Path("var"), base=BASE_DIR)
 RV_AE_TITLE = env_str("RV_AE_TITLE", "RV_SCP")
 RV_DICOM_HOST = env_str("RV_DICOM_HOST", "127.0.0.1")
 RV_DICOM_PORT = env_int("RV_DICOM_PORT", 11112, low=1, high=65535)
+# Gunicorn's settings for `manage.py serve` (threads; slow clients cut off; issue 12).
+RV_GUNICORN_CONFIG = str(BASE_DIR / "config" / "gunicorn.py")
 RV_HTTP_PORT = env_int("RV_HTTP_PORT", 8000, low=1, high=65535)
 RV_ACCEPT_UNKNOWN_AE = env_bool("RV_ACCEPT_UNKNOWN_AE", False)
 # Largest PDU we accept; 128 KiB cut per-PDU overhead for large images (issue 3 measurements).
@@ -167,5 +248,9 @@ LOGGING = {
         "dicom_net": {"handlers": ["console"], "level": "INFO"},
         "rv": {"handlers": ["console"], "level": "INFO"},
         "pynetdicom": {"handlers": ["console"], "level": "WARNING"},
+        # Every 500 with its traceback on stderr, DEBUG or not (issue 12).
+        "django.request": {"handlers": ["console"], "level": "ERROR", "propagate": False},
+        "django.security": {"handlers": ["console"], "level": "WARNING", "propagate": False},
+        "axes": {"handlers": ["console"], "level": "WARNING", "propagate": False},
     },
 }

@@ -1,8 +1,9 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from django.urls import include, path, register_converter
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
+from rv.urlconv import NameConverter
 from rv.views import archive as archive_views
 from rv.views import audit as audit_views
 from rv.views import console as console_views
@@ -13,13 +14,15 @@ from rv.views import plans as plan_views
 from rv.views import treat as treat_views
 from rv.views import users as user_views
 
+register_converter(NameConverter, "name")
+
 urlpatterns = [
     path("", console_views.home, name="home"),
     path("console/", console_views.machines, name="rv-console"),
-    path("console/<str:machine>/", console_views.day, name="rv-console-day"),
-    path("console/<str:machine>/appointments/<int:pk>/check/", treat_views.check,
+    path("console/<name:machine>/", console_views.day, name="rv-console-day"),
+    path("console/<name:machine>/appointments/<int:pk>/check/", treat_views.check,
          name="rv-console-check"),
-    path("console/<str:machine>/appointments/<int:pk>/record/", treat_views.record,
+    path("console/<name:machine>/appointments/<int:pk>/record/", treat_views.record,
          name="rv-console-record"),
     path("reviews/", treat_views.reviews, name="rv-reviews"),
     path("machines/", machine_settings.machines, name="rv-machines"),
@@ -65,5 +68,7 @@ urlpatterns = [
     path("api/v1/", include("rv.api.urls")),
     path("api/v1/", include("dicom_net.api")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    # Swagger UI from drf-spectacular-sidecar; its init script is a separate file (CSP).
+    path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"),
+         name="api-docs"),
 ]

@@ -187,7 +187,7 @@ class ReusePortServer(ThreadedAssociationServer):
             self.server_address = self.socket.getsockname()
             return
         if hasattr(socket, "SO_REUSEPORT"):
-            self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)  # type: ignore[union-attr]
         super().server_bind()
 
     def server_activate(self) -> None:

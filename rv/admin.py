@@ -12,6 +12,7 @@ from django.contrib.auth.admin import UserAdmin
 from django.contrib.auth.models import User as AuthUser
 from django.db import transaction
 from django.http import HttpRequest
+from knox.models import AuthToken as KnoxAuthToken
 
 import archive.admin as archive_admin
 import archive.models as am
@@ -202,3 +203,21 @@ for _model, _base in ((am.Patient, archive_admin.PatientAdmin),
                       (am.Instance, archive_admin.InstanceAdmin)):
     admin.site.unregister(_model)
     admin.site.register(_model, type(_base.__name__, (Gated, _base), {}))
+
+class ApiTokenAdmin(admin.ModelAdmin):
+    """API tokens as knox keeps them: a digest, never the token. Revoke by deleting; tokens
+    are made only by POST /api/v1/auth/token/ (so every one is audited)."""
+    list_display = ("token_key", "user", "created", "expiry")
+    fields = ("token_key", "user", "created", "expiry")
+    readonly_fields = fields
+    search_fields = ("user__username",)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+admin.site.unregister(KnoxAuthToken)
+admin.site.register(KnoxAuthToken, ApiTokenAdmin)

@@ -6,7 +6,11 @@ from django.apps import AppConfig
 
 
 def _ip(request: Any) -> str:
-    return str(getattr(request, "META", {}).get("REMOTE_ADDR", "")) if request else ""
+    if request is None or not hasattr(request, "META"):
+        return ""
+    from rv.throttle import client_ip
+
+    return client_ip(request)
 
 
 # Thin doors: Django's auth signals are the only place a login is seen; each handler just
@@ -31,6 +35,15 @@ def _login_failed(sender: Any, credentials: dict[str, Any], request: Any = None,
                       username=str(credentials.get("username", "")), ip=_ip(request))
 
 
+def _locked_out(sender: Any, request: Any = None, username: Any = "", ip_address: Any = "",
+                **kwargs: Any) -> None:
+    """django-axes refused (or just locked) a login: audited like a failed login."""
+    from rv.services.users import auth_event_record
+
+    auth_event_record(action="locked_out", user=None, username=str(username or ""),
+                      ip=str(ip_address or _ip(request)))
+
+
 class RvConfig(AppConfig):
     name = "rv"
     verbose_name = "Record and verify"
@@ -45,3 +58,6 @@ class RvConfig(AppConfig):
         user_logged_in.connect(_logged_in, dispatch_uid="rv.audit.login")
         user_logged_out.connect(_logged_out, dispatch_uid="rv.audit.logout")
         user_login_failed.connect(_login_failed, dispatch_uid="rv.audit.login_failed")
+        from axes.signals import user_locked_out
+
+        user_locked_out.connect(_locked_out, dispatch_uid="rv.audit.locked_out")

@@ -19,7 +19,9 @@ from datetime import datetime
 from typing import Any
 
 from django.db import connection
-from django.db.models import F, OuterRef, Q, QuerySet, Subquery
+from django.db.models import Case, CharField, F, OuterRef, Q, QuerySet, Subquery, Value, When
+from django.db.models.functions import Concat
+from django.db.models.lookups import StartsWith
 
 from rv.models import BeamDelivery, Override, Patient, Session
 
@@ -53,6 +55,25 @@ COLUMNS: dict[str, Any] = {
     "therapist": F("session__recorded_by__username"),
 }
 ORDER = ("-session__treated_at", "-session_id", "-id")
+# Columns that hold text someone typed or a DICOM file named: CSV formula injection (OWASP)
+# is defused in them by a leading apostrophe when they start with one of FORMULA_START.
+TEXT_COLUMNS = ("patient_id", "patient_name", "course_code", "plan_label", "machine",
+                "beam_name", "unit", "termination_status", "verification_status", "override",
+                "override_by", "therapist")
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: Any) -> Any:
+    """A text cell a spreadsheet would run as a formula gets a leading apostrophe."""
+    if isinstance(value, str) and value.startswith(FORMULA_START):
+        return "'" + value
+    return value
+
+
+def csv_safe(expr: Any) -> Case:
+    """csv_cell in SQL, for the PostgreSQL COPY path."""
+    return Case(*[When(StartsWith(expr, c), then=Concat(Value("'"), expr))
+                  for c in FORMULA_START], default=expr, output_field=CharField())
 
 
 def _path(column: Any) -> str:
@@ -189,20 +210,21 @@ def history_csv(*, qs: QuerySet[BeamDelivery], batch: int = 500) -> Iterator[str
     """The CSV text of every row of `qs`, streamed, never the whole file in memory. On
     PostgreSQL the server writes the CSV itself (COPY ... TO STDOUT, rows as they come);
     elsewhere Python does, from a chunked cursor, `batch` rows a block."""
-    rows = history_rows(qs).values_list(*COLUMNS)
     yield ",".join(COLUMNS) + "\r\n"
     if connection.vendor == "postgresql":
-        sql, params = rows.query.sql_with_params()
+        exprs = {f"csv_{k}": csv_safe(v) if k in TEXT_COLUMNS else v for k, v in COLUMNS.items()}
+        sql, params = qs.values(**exprs).values_list(*exprs).query.sql_with_params()
         copy_sql = f"COPY ({sql}) TO STDOUT (FORMAT CSV)"
         with connection.cursor() as cursor, cursor.cursor.copy(copy_sql, params) as copy:
             for data in copy:
                 yield bytes(data)
         return
+    rows = history_rows(qs).values_list(*COLUMNS)
     buf = io.StringIO()
     writer = csv.writer(buf)
     at = list(COLUMNS).index("treated_at")
     for n, row in enumerate(rows.iterator(chunk_size=2000), start=1):
-        writer.writerow((*row[:at], row[at].isoformat(), *row[at + 1:]))
+        writer.writerow([csv_cell(v) for v in (*row[:at], row[at].isoformat(), *row[at + 1:])])
         if n % batch == 0:
             yield buf.getvalue()
             buf.seek(0)

@@ -50,6 +50,19 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix: None) -> None:
+    """On PostgreSQL the audit table refuses TRUNCATE (rv migration 0007) unless the session
+    says rv.audit_truncate=allow: only the suite's connections do, so that test-database
+    flushes (transactional tests) work."""
+    from django.conf import settings
+
+    db = settings.DATABASES["default"]
+    if db["ENGINE"] == "django.db.backends.postgresql":
+        options = db.setdefault("OPTIONS", {})
+        options["options"] = (options.get("options", "") + " -c rv.audit_truncate=allow").strip()
+
+
 @pytest.fixture(autouse=True)
 def data_dir(settings, tmp_path: Path) -> Path:  # type: ignore[no-untyped-def]
     """Every test gets its own archive folder."""

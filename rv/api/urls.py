@@ -29,6 +29,8 @@ router.register("records", history.RecordViewSet, basename="record")
 
 urlpatterns = [
     path("auth/token/", auth.TokenView.as_view(), name="api-token"),
+    path("auth/logout/", auth.LogoutView.as_view(), name="api-logout"),
+    path("auth/logout-all/", auth.LogoutAllView.as_view(), name="api-logout-all"),
     path("history/", history.HistoryView.as_view(), name="api-history"),
     path("history/csv/", history.HistoryCsvView.as_view(), name="api-history-csv"),
     path("", include(router.urls)),

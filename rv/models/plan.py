@@ -152,6 +152,8 @@ class Beam(models.Model):
     def control_points(self) -> dict[str, np.ndarray]:
         """The per control point arrays (decoded once per instance)."""
         cached = self.__dict__.get("_control_points")
+        if cached is None and not self.control_points_npz:
+            cached = self.__dict__["_control_points"] = {}  # none recorded (seeded clinics)
         if cached is None:
             with np.load(io.BytesIO(bytes(self.control_points_npz))) as npz:
                 cached = self.__dict__["_control_points"] = {k: npz[k] for k in npz.files}

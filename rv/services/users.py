@@ -8,6 +8,8 @@ from collections.abc import Iterable
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, Group
 from django.contrib.auth.models import User as AuthUser
+from django.contrib.auth.password_validation import validate_password
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import transaction
 
 from rv.errors import ValidationError
@@ -29,6 +31,39 @@ def _groups(roles: list[str]) -> list[Group]:
     return [Group.objects.get_or_create(name=r)[0] for r in roles]
 
 
+def password_check(*, password: str, user: AuthUser | None) -> None:
+    """Django's AUTH_PASSWORD_VALIDATORS, as a DomainError with every reason in one message."""
+    try:
+        validate_password(password, user=user)
+    except DjangoValidationError as exc:
+        raise ValidationError("Password refused: " + " ".join(exc.messages)) from None
+
+
+def token_revoke_all(*, user: AbstractBaseUser | AnonymousUser, reason: str) -> int:
+    """Delete every API token of `user` (knox); audited. Returns how many there were."""
+    from knox.models import AuthToken
+
+    with transaction.atomic():
+        count, _ = AuthToken.objects.filter(user_id=user.pk).delete()
+        audit_record(action="auth.token_revoke_all", obj=user, user=user,  # type: ignore[arg-type]
+                     details={"reason": reason, "tokens": count})
+    return count
+
+
+@transaction.atomic
+def user_password_set(*, by: User, user: AuthUser, password: str) -> AuthUser:
+    """Set a user's password (admins, or the user themselves): validated, audited, and every
+    API token of the user revoked, in one transaction."""
+    if getattr(by, "pk", None) != user.pk:
+        require(by, MANAGE_USERS)
+    password_check(password=password, user=user)
+    user.set_password(password)
+    user.save(update_fields=["password"])
+    token_revoke_all(user=user, reason="password change")
+    audit_record(action="user.password", obj=user, user=by, details={"username": user.username})
+    return user
+
+
 @transaction.atomic
 def user_create(*, by: User, username: str, password: str, roles: Iterable[str],
                 full_name: str = "") -> AuthUser:
@@ -36,10 +71,10 @@ def user_create(*, by: User, username: str, password: str, roles: Iterable[str],
     username = username.strip()
     if not username or AuthUser.objects.filter(username=username).exists():
         raise ValidationError(f"User name {username!r} is empty or taken.")
-    if len(password) < 8:
-        raise ValidationError("A password needs at least 8 characters.")
-    role_list = _clean_roles(roles)
     first, _, last = full_name.strip().partition(" ")
+    password_check(password=password, user=AuthUser(username=username, first_name=first,
+                                                    last_name=last))
+    role_list = _clean_roles(roles)
     user = AuthUser.objects.create_user(username=username, password=password,
                                         first_name=first[:150], last_name=last[:150])
     user.groups.set(_groups(role_list))
@@ -80,6 +115,8 @@ def user_admin_saved(*, by: User, user: AuthUser, created: bool, changed: list[s
     """The Django admin saved a user (its own forms did the write): check the role and
     audit what changed, in the admin's transaction."""
     require(by, MANAGE_USERS)
+    if "password" in changed and not created:
+        token_revoke_all(user=user, reason="password change")
     audit_record(action="user.create" if created else "user.change", obj=user, user=by,
                  details={"username": user.username, "fields": sorted(set(changed) -
                                                                      {"password"}),
@@ -91,6 +128,7 @@ def user_admin_saved(*, by: User, user: AuthUser, created: bool, changed: list[s
 def user_admin_password_changed(*, by: User, user: AuthUser) -> None:
     """The Django admin's password form set a user's password: audit it (never the value)."""
     require(by, MANAGE_USERS)
+    token_revoke_all(user=user, reason="password change")
     audit_record(action="user.password", obj=user, user=by, details={"username": user.username})
 
 

@@ -99,7 +99,7 @@ def test_index_attributes() -> None:
 def test_missing_sop_instance_uid_does_not_match_the_iod() -> None:
     ct = make_ct()
     del ct.SOPInstanceUID
-    ct.file_meta.MediaStorageSOPInstanceUID = "1.2.3"
+    ct.file_meta.MediaStorageSOPInstanceUID = "1.2.3"  # type: ignore[assignment]
     with pytest.raises(DatasetMismatch, match="SOP Instance UID"):
         read_index(to_bytes(ct))
 

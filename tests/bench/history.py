@@ -83,7 +83,7 @@ def setup() -> tuple[str, dict[str, Any]]:
     django.setup()
     from django.contrib.auth.models import Group, User
     from django.db import connection
-    from rest_framework.authtoken.models import Token
+    from knox.models import AuthToken
 
     from rv.history import Cursor
     from rv.roles import ADMIN
@@ -92,7 +92,7 @@ def setup() -> tuple[str, dict[str, Any]]:
         sys.exit("the history benchmark needs the seeded PostgreSQL database (DATABASE_URL)")
     user, _ = User.objects.get_or_create(username="bench_admin")
     user.groups.add(Group.objects.get(name=ADMIN))
-    token = Token.objects.get_or_create(user=user)[0].key
+    token = AuthToken.objects.create(user=user)[1]  # knox (issue 12): a fresh token a run
     with connection.cursor() as cur:
         cur.execute("SELECT count(*), min(treated_at), max(treated_at) FROM rv_session")
         sessions, first, last = cur.fetchone()

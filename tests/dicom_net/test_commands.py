@@ -99,7 +99,7 @@ def test_import_dicom_summary(tmp_path: Path) -> None:
 @pytest.mark.django_db
 def test_import_dicom_refuses_sop_classes_we_do_not_store(tmp_path: Path) -> None:
     ct = make_ct()
-    ct.SOPClassUID = ct.file_meta.MediaStorageSOPClassUID = "1.2.246.352.70.1.70"
+    ct.SOPClassUID = ct.file_meta.MediaStorageSOPClassUID = "1.2.246.352.70.1.70"  # type: ignore[assignment]
     path = tmp_path / "private.dcm"
     path.write_bytes(to_bytes(ct))
     out = StringIO()

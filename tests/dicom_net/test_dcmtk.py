@@ -124,7 +124,7 @@ def test_whole_corpus_over_the_network(live_scp: tuple[str, int], corpus: Path) 
     result = _run(storescu, "-R", "--no-halt", "-aec", "RV_SCP", live_scp[0],
                   str(live_scp[1]), *files)
     output = result.stdout + result.stderr
-    uids = {}
+    uids: dict[str, list[object]] = {}
     for name in files:
         ds = dcmread(name, stop_before_pixels=True, force=True)
         uids.setdefault(str(ds.SOPInstanceUID), []).append(ds.SOPClassUID)

@@ -31,7 +31,7 @@ def _plan(**kwargs):  # type: ignore[no-untyped-def]
 
 
 def test_c_store_plan_becomes_clinical_data(live_scp) -> None:  # type: ignore[no-untyped-def]
-    status = _send(*live_scp, _plan(label="CSTORE"))
+    status = _send(*live_scp, _plan(label="CSTORE"))  # type: ignore[call-arg]
     assert status.Status == 0x0000
     plan = Plan.objects.get(label="CSTORE")
     assert plan.instance.calling_ae == "TPS"
@@ -41,7 +41,7 @@ def test_c_store_plan_becomes_clinical_data(live_scp) -> None:  # type: ignore[n
 def test_c_store_refuses_a_plan_with_a_missing_beam(live_scp) -> None:  # type: ignore[no-untyped-def]
     ds = _plan(label="BROKEN")
     ds.FractionGroupSequence[0].ReferencedBeamSequence[1].ReferencedBeamNumber = 9
-    status = _send(*live_scp, ds)
+    status = _send(*live_scp, ds)  # type: ignore[call-arg]
     assert status.Status == 0xA900
     assert status.ErrorComment.startswith("RT Plan rejected: fraction group 1 references beam 9")
     assert not Plan.objects.exists() and not Instance.objects.exists()
@@ -50,6 +50,6 @@ def test_c_store_refuses_a_plan_with_a_missing_beam(live_scp) -> None:  # type: 
 def test_c_store_refuses_a_plan_without_fraction_groups(live_scp) -> None:  # type: ignore[no-untyped-def]
     ds = _plan(label="NOFG")
     ds.FractionGroupSequence = Sequence([])
-    status = _send(*live_scp, ds)
+    status = _send(*live_scp, ds)  # type: ignore[call-arg]
     assert status.Status == 0xA900 and "no fraction group" in status.ErrorComment
     assert not Instance.objects.exists()

@@ -47,7 +47,7 @@ def test_a_session_record_is_found_and_retrieved(live_scp: tuple[str, int]) -> N
     got = []
     assoc = ae.associate(*live_scp, ae_title="RV_SCP",
                          ext_neg=[build_role(RTBeamsTreatmentRecordStorage, scp_role=True)],
-                         evt_handlers=[(evt.EVT_C_STORE, lambda e: (got.append(e.dataset), 0)[1])])
+                         evt_handlers=[(evt.EVT_C_STORE, lambda e: (got.append(e.dataset), 0)[1])])  # type: ignore[func-returns-value]
     assert assoc.is_established
     try:
         series = [ds for status, ds in assoc.send_c_find(

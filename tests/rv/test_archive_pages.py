@@ -83,5 +83,6 @@ def test_api_token_and_schema(client: Client, therapist: User) -> None:
                        {"username": "tina", "password": "correct-horse-9"},
                        content_type="application/json")
     assert good.status_code == 200 and len(good.json()["token"]) >= 20
-    schema = client.get("/api/schema/")
+    assert client.get("/api/schema/").status_code == 401  # the schema is for signed-in users
+    schema = client.get("/api/schema/", HTTP_AUTHORIZATION=f"Token {good.json()['token']}")
     assert schema.status_code == 200 and b"/api/v1/auth/token/" in schema.content

@@ -129,8 +129,8 @@ def test_history_filters(clinic) -> None:  # type: ignore[no-untyped-def]
     day = session.treated_at.date()
     rows = _walk(api, "/api/v1/history/", {"date_from": day, "date_to": day,
                                            "machine": session.machine.name})
-    assert session.pk in {r["session"] for r in rows}
-    assert all(r["treated_at"][:10] == day.isoformat() for r in rows)
+    assert session.pk in {r["session"] for r in rows}  # type: ignore[index]
+    assert all(r["treated_at"][:10] == day.isoformat() for r in rows)  # type: ignore[index]
     bad = api.get("/api/v1/history/", {"date_from": "yesterday"})
     assert bad.status_code == 400 and "date_from" in bad.json()["message"]
 
@@ -139,7 +139,8 @@ def test_overrides_show_in_history(clinic) -> None:  # type: ignore[no-untyped-d
     override = Override.objects.select_related("beam_delivery").first()
     if override is None:
         pytest.skip("this seed drew no override")
-    page = history_page(qs=history_deliveries().filter(pk=override.beam_delivery_id))
+    page = history_page(qs=history_deliveries().filter(
+        pk=override.beam_delivery_id))  # type: ignore[misc]
     assert page.rows[0]["override"] == override.reason
 
 
@@ -179,7 +180,7 @@ def test_history_pages_for_admins_and_physicists(client: Client, clinic) -> None
     sessions = Session.objects.filter(plan__patient=patient).count()
     assert timeline.count('<li id="session-') == sessions and "Gy" in timeline
     csv_text = b"".join(client.get("/history/csv/", {"patient": patient.pk})
-                        .streaming_content).decode()
+                        .streaming_content).decode()  # type: ignore[attr-defined]
     assert csv_text.count("\n") - 1 == BeamDelivery.objects.filter(
         session__plan__patient=patient).count()
     client.force_login(make_user("h_rtt", THERAPIST))

@@ -256,7 +256,8 @@ def test_a_session_wide_override_is_on_every_beam(physicist, therapist) -> None:
 
 def test_a_multi_fraction_group_plan(physicist, therapist) -> None:  # type: ignore[no-untyped-def]
     plan = approved(physicist, received(two_group_plan()))
-    session = beams(plan, therapist, {2: plan.beams.get(number=2).fraction_refs.get().meterset})
+    session = beams(plan, therapist, {2: plan.beams.get(  # type: ignore[dict-item]
+        number=2).fraction_refs.get().meterset})
     ds = record_of(session)
     assert (ds.ReferencedFractionGroupNumber, ds.NumberOfFractionsPlanned) == (2, 5)
     assert [i.ReferencedBeamNumber for i in ds.TreatmentSessionBeamSequence] == [2]
@@ -413,7 +414,7 @@ def test_a_brachy_over_time_is_recorded_not_verified(physicist, therapist) -> No
     ch1, ch2 = setup.channels.order_by("number")
     session = session_record(plan=plan, machine=setup.machine, recorded_by=therapist,
                              identity_confirmed=True, now=T0, channels=[
-                                 ChannelInput(channel=ch1, delivered_time=ch1.total_time + 10),
+                                 ChannelInput(channel=ch1, delivered_time=(ch1.total_time or 0) + 10),
                                  ChannelInput(channel=ch2, delivered_time=ch2.total_time)])
     app = record_of(session).TreatmentSessionApplicationSetupSequence[0]
     assert app.TreatmentVerificationStatus == "NOT_VERIFIED"

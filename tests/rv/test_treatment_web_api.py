@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 import re
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from django.test import Client
@@ -35,7 +36,7 @@ def _check_url(a: Appointment) -> str:
     return f"/console/{a.machine.name}/appointments/{a.pk}/check/"
 
 
-def _check(client: Client, a: Appointment, **extra: object) -> object:
+def _check(client: Client, a: Appointment, **extra: object) -> Any:
     return client.post(_check_url(a), {"identity_confirmed": "on", **extra})
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import Group, User
+from django.contrib.auth.password_validation import validate_password
 from django.core.management.base import BaseCommand
 from pydicom import dcmread
 from pydicom.data import get_testdata_file
@@ -59,6 +60,7 @@ class Command(BaseCommand):
         passwords = _passwords(Path(settings.BASE_DIR) / "var" / "demo_accounts.json")
         for role in ALL_ROLES:
             user, _ = User.objects.get_or_create(username=role)
+            validate_password(passwords[role], user=user)  # the validators hold here too
             user.set_password(passwords[role])
             user.is_staff = user.is_superuser = role == ADMIN
             user.save()

@@ -32,7 +32,7 @@ def _manage(*args: str) -> list[str]:
 def gunicorn_command(options: dict[str, Any]) -> list[str]:
     """The web server's command line (kept in one place)."""
     return [sys.executable, "-m", "gunicorn", "config.wsgi:application",
-            "--bind", f"127.0.0.1:{settings.RV_HTTP_PORT}",
+            "-c", settings.RV_GUNICORN_CONFIG, "--bind", f"127.0.0.1:{settings.RV_HTTP_PORT}",
             "--workers", str(options["web_workers"]), "--access-logfile", "-",
             "--graceful-timeout", "10"]
 
