@@ -412,9 +412,10 @@ def test_a_brachy_over_time_is_recorded_not_verified(physicist, therapist) -> No
     plan = approved(physicist, received(brachy_plan()))
     setup = plan.application_setups.get()
     ch1, ch2 = setup.channels.order_by("number")
+    over = (ch1.total_time or 0) + 10
     session = session_record(plan=plan, machine=setup.machine, recorded_by=therapist,
                              identity_confirmed=True, now=T0, channels=[
-                                 ChannelInput(channel=ch1, delivered_time=(ch1.total_time or 0) + 10),
+                                 ChannelInput(channel=ch1, delivered_time=over),
                                  ChannelInput(channel=ch2, delivered_time=ch2.total_time)])
     app = record_of(session).TreatmentSessionApplicationSetupSequence[0]
     assert app.TreatmentVerificationStatus == "NOT_VERIFIED"
