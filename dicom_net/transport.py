@@ -128,6 +128,17 @@ class GuardedDUL(DULServiceProvider):
         ours = int(self.assoc.acceptor.maximum_length or 0)
         return ours if ours > 0 else MAX_UNBOUNDED_PDU
 
+    def _closed(self) -> None:
+        """The connection is gone (Evt17). Before an association request (Sta2) the
+        association thread would wait out its ACSE timeout for one, holding its slot: a None
+        wakes it, as its timeout would (pynetdicom's Association.run_reactor)."""
+        self.event_queue.put("Evt17")
+        self._wake_acceptor()
+
+    def _wake_acceptor(self) -> None:
+        if self.state_machine.current_state in ("Sta1", "Sta2") and self.assoc.is_acceptor:
+            self.to_user_queue.put(None)  # type: ignore[arg-type]
+
     def _refuse(self, reason: int, why: str) -> None:
         """A-ABORT the peer and close the connection (Evt17 ends the association)."""
         sock = cast(AssociationSocket, self.socket)
@@ -135,7 +146,8 @@ class GuardedDUL(DULServiceProvider):
         log.warning("A-ABORT to %s: %s", address, why)
         with contextlib.suppress(OSError):
             sock.send(a_abort(reason))
-        sock.close()
+        sock.close()  # Evt17
+        self._wake_acceptor()
 
     def _read_pdu_data(self) -> None:
         # pynetdicom's, with the header checked before the body is read.
@@ -143,10 +155,10 @@ class GuardedDUL(DULServiceProvider):
         try:
             header = sock.recv(6)
         except OSError:  # TimeoutError too: a peer silent mid-PDU (RV_DICOM_READ_TIMEOUT)
-            self.event_queue.put("Evt17")
+            self._closed()
             return
         if len(header) != 6:
-            self.event_queue.put("Evt17")
+            self._closed()
             return
         pdu_type, _, length = struct.unpack(">BBL", header)
         if pdu_type not in _PDU_TYPES:
@@ -162,10 +174,10 @@ class GuardedDUL(DULServiceProvider):
         except OSError:
             log.warning("closed the connection from %s: the peer stopped inside a PDU",
                         self.assoc.requestor.address)
-            self.event_queue.put("Evt17")
+            self._closed()
             return
         if len(body) != length:
-            self.event_queue.put("Evt17")
+            self._closed()
             return
         try:
             pdu, event = self._decode_pdu(bytearray(header) + body)
