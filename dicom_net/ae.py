@@ -276,8 +276,11 @@ class ReusePortServer(ThreadedAssociationServer):
                 del self._peers[peer]
 
     def shutdown(self) -> None:
-        super().shutdown()
-        for sibling in self.siblings:
+        # Once (ae.shutdown() calls it for each server, siblings included).
+        if self in self.ae._servers:
+            super().shutdown()
+        siblings, self.siblings = self.siblings, []
+        for sibling in siblings:
             sibling.shutdown()
 
     def server_bind(self) -> None:
