@@ -18,6 +18,7 @@ from datetime import date
 from django.conf import settings
 from pydicom import dcmread
 from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_file_meta_info
 from pydicom.uid import (
     PYDICOM_IMPLEMENTATION_UID,
@@ -258,7 +259,7 @@ def ensure_part10(raw: bytes) -> bytes:
         ImplicitVRLittleEndian if ds.original_encoding[0] else ExplicitVRLittleEndian
     )
     meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
-    out = io.BytesIO()
+    out = DicomBytesIO()
     out.write(b"\x00" * 128 + b"DICM")
     write_file_meta_info(out, meta, enforce_standard=True)
     out.write(raw)

@@ -294,7 +294,8 @@ class ReusePortServer(ThreadedAssociationServer):
             self.server_address = self.socket.getsockname()
             return
         if hasattr(socket, "SO_REUSEPORT"):
-            self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            cast(socket.socket, self.socket).setsockopt(socket.SOL_SOCKET,
+                                                        socket.SO_REUSEPORT, 1)
         super().server_bind()
 
     def server_activate(self) -> None:

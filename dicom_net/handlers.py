@@ -145,7 +145,7 @@ def handle_store(event: Event) -> Dataset | int:
     except StoreError as exc:
         state.failed += 1
         if len(state.failures) < MAX_LOGGED_FAILURES:
-            sop_uid = str(event.request.AffectedSOPInstanceUID or "")
+            sop_uid = str(getattr(event.request, "AffectedSOPInstanceUID", "") or "")
             state.failures.append({"sop_instance_uid": sop_uid, "status": f"0x{exc.status:04X}",
                                    "comment": exc.comment})
         log.warning("C-STORE from %s refused (0x%04X): %s", calling, exc.status, exc.comment)

@@ -121,6 +121,7 @@ def echo(port: int, *, ae_title: str = "ECHOSCU", bind: str = "127.0.0.1") -> st
         return f"0x{int(status.Status):04X}" if "Status" in status else "no status"
     if assoc.is_rejected:
         rj = assoc.acceptor.primitive
+        assert rj is not None
         return f"rejected ({rj.result}, {rj.result_source}, {rj.diagnostic})"
     return "aborted"
 

@@ -15,6 +15,7 @@ from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_dataset, write_file_meta_info
 from pydicom.uid import (
     PYDICOM_IMPLEMENTATION_UID,
+    UID,
     DeflatedExplicitVRLittleEndian,
     ExplicitVRLittleEndian,
     generate_uid,
@@ -47,8 +48,8 @@ def part10_file(path: Path, *, sop_uid: str, ts: str, chunks: Iterator[bytes]) -
     """A Part 10 file whose file meta names sop_uid and ts, its data set bytes as given."""
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = CTImageStorage
-    meta.MediaStorageSOPInstanceUID = sop_uid
-    meta.TransferSyntaxUID = ts
+    meta.MediaStorageSOPInstanceUID = UID(sop_uid)
+    meta.TransferSyntaxUID = UID(ts)
     meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
     with open(path, "wb") as out:
         out.write(b"\0" * 128 + b"DICM")
@@ -84,7 +85,8 @@ def deflate_bomb(path: Path, inflated: int) -> Path:
     squeeze = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
 
     def chunks() -> Iterator[bytes]:
-        yield squeeze.compress(body(ds) + b"\xe0\x7f\x10\x00OB\0\0" + inflated.to_bytes(4, "little"))
+        pixel_data = b"\xe0\x7f\x10\x00OB\0\0" + inflated.to_bytes(4, "little")  # (7FE0,0010)
+        yield squeeze.compress(body(ds) + pixel_data)
         zeros = bytes(16 * MiB)
         for _ in range(inflated // len(zeros)):
             yield squeeze.compress(zeros)

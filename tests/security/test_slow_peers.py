@@ -6,6 +6,8 @@ from __future__ import annotations
 import struct
 import time
 
+from pynetdicom.sop_class import Verification
+
 from tests.security.conftest import (
     HALF_ASSOCIATE_RQ,
     close_all,
@@ -14,6 +16,7 @@ from tests.security.conftest import (
     echo,
     echo_eventually,
     read_pdu,
+    scu,
 )
 
 READ_TIMEOUT = 2.0
@@ -48,9 +51,6 @@ def test_a_silent_connection_and_an_idle_association_are_dropped(start_scp) -> N
         assert closed_by_peer(header_only)
     finally:
         close_all([silent, header_only])
-
-    from tests.security.conftest import scu
-    from pynetdicom.sop_class import Verification
 
     ae = scu("IDLER")
     ae.add_requested_context(Verification)
