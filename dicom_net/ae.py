@@ -8,6 +8,7 @@ import socket
 import ssl
 import struct
 import threading
+import time
 from collections import Counter
 from typing import Any, cast
 
@@ -233,9 +234,9 @@ def _refuse_connection(sock: socket.socket) -> None:
             sock.shutdown(socket.SHUT_WR)
             # Read what the peer sent (its request) so closing does not reset the
             # connection before our answer is read; a second at most.
-            for _ in range(16):
-                if not sock.recv(65536):
-                    break
+            deadline = time.monotonic() + 1.0
+            while time.monotonic() < deadline and sock.recv(65536):
+                pass
     _close(sock)
 
 

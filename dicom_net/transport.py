@@ -128,6 +128,13 @@ class GuardedDUL(DULServiceProvider):
         ours = int(self.assoc.acceptor.maximum_length or 0)
         return ours if ours > 0 else MAX_UNBOUNDED_PDU
 
+    def send_pdu(self, primitive: Any) -> None:
+        # A PDU we send is activity too: pynetdicom's idle timer counts only what arrives,
+        # so a handler that ran longer than the network timeout (a long C-MOVE, say) had
+        # its association aborted right after it answered.
+        super().send_pdu(primitive)
+        self._idle_timer.restart()
+
     def _closed(self) -> None:
         """The connection is gone (Evt17). Before an association request (Sta2) the
         association thread would wait out its ACSE timeout for one, holding its slot: a None
