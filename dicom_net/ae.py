@@ -62,7 +62,7 @@ from pynetdicom.transport import RequestHandler, ThreadedAssociationServer
 
 from dicom_net.models import Node
 from dicom_net.sending import install_file_sender
-from dicom_net.transport import PeerSocket, guard, speed_up
+from dicom_net.transport import MAX_CONTROL_PDU, PeerSocket, guard, speed_up
 from dicom_net.validation import host_matches
 
 log = logging.getLogger(__name__)
@@ -226,18 +226,44 @@ def _close(sock: socket.socket) -> None:
 
 def _refuse_connection(sock: socket.socket) -> None:
     """Answer a connection we will not take with an A-ASSOCIATE-RJ (local limit exceeded)
-    and close it: on TLS before any handshake, just close it."""
+    once its A-ASSOCIATE-RQ is read (a peer that reads our answer early may take it for a
+    protocol error), and close it; two seconds at most. On TLS, before any handshake: close.
+    """
     if not isinstance(sock, ssl.SSLSocket):
-        with contextlib.suppress(OSError):
-            sock.settimeout(1.0)
+        deadline = time.monotonic() + _REFUSAL_TIME
+        with contextlib.suppress(OSError, struct.error):
+            header = _recv_until(sock, 6, deadline)
+            (length,) = struct.unpack(">L", header[2:6])
+            _recv_until(sock, min(length, MAX_CONTROL_PDU), deadline)
+            sock.settimeout(_REFUSAL_TIME)
             sock.sendall(_RJ_LOCAL_LIMIT)
             sock.shutdown(socket.SHUT_WR)
-            # Read what the peer sent (its request) so closing does not reset the
-            # connection before our answer is read; a second at most.
-            deadline = time.monotonic() + 1.0
-            while time.monotonic() < deadline and sock.recv(65536):
-                pass
+            # The peer closes on our answer; closing first, with its bytes unread, would
+            # reset the connection and might lose the answer.
+            while _recv_until(sock, 65536, deadline):
+                pass  # read and dropped
     _close(sock)
+
+
+_REFUSAL_TIME = 2.0
+
+
+def _recv_until(sock: socket.socket, n: int, deadline: float) -> bytes:
+    """Up to n bytes, reading until they came, the peer closed or the deadline passed."""
+    got = bytearray()
+    while len(got) < n:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        sock.settimeout(left)
+        try:
+            chunk = sock.recv(min(n - len(got), 65536))
+        except TimeoutError:
+            break
+        if not chunk:
+            break
+        got += chunk
+    return bytes(got)
 
 
 class ReusePortServer(ThreadedAssociationServer):
