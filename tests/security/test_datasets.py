@@ -107,6 +107,7 @@ def test_deflate_bomb_is_refused_and_memory_stays_bounded(scp_process, tmp_path:
     assert status.Status == 0xC211
     assert "inflates past" in status.ErrorComment
     grown = scp.status("VmHWM") - before
+    print(f"deflate bomb: SCP peak RSS grew {grown / MiB:.1f} MiB")
     assert grown < 128 * MiB, f"peak memory grew {grown / MiB:.0f} MiB"
     assert not Instance.objects.exists()
     assert not [p for p in data_dir.rglob("*") if p.is_file() and p.suffix == ".dcm"]

@@ -28,6 +28,7 @@ def test_oversized_pdu_header_is_aborted_and_memory_stays_flat(scp_process,  # t
         assert (source, reason) == (0x02, 0x06)  # service provider: invalid parameter value
         assert read_pdu(sock) is None  # and the connection is closed
     grown = scp.status("VmHWM") - before
+    print(f"oversized header 0x{pdu_type:02X}: SCP peak RSS grew {grown / MiB:.1f} MiB")
     assert grown < 32 * MiB, f"peak memory grew {grown / MiB:.0f} MiB"
     assert scp.proc.poll() is None
     assert echo(scp.port) == "0x0000"
