@@ -9,14 +9,16 @@ reads a truncated value silently.
 from __future__ import annotations
 
 import io
+import re
 import struct
 import zlib
 from dataclasses import dataclass
 from datetime import date
 
+from django.conf import settings
 from pydicom import dcmread
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.errors import InvalidDicomError
+from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_file_meta_info
 from pydicom.uid import (
     PYDICOM_IMPLEMENTATION_UID,
@@ -27,7 +29,7 @@ from pydicom.uid import (
     ImplicitVRLittleEndian,
 )
 
-from archive.errors import CannotUnderstand, DatasetMismatch
+from archive.errors import CannotUnderstand, DatasetMismatch, TooLarge
 
 # PS3.5 7.1.2: VRs whose explicit header has 2 reserved bytes and a 32-bit length.
 _LONG_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR",
@@ -132,23 +134,82 @@ def _walk_items(buf: memoryview, pos: int, end: int, syn: _Syntax, depth: int, *
 
 def _meta_end(buf: memoryview) -> int:
     """Offset after the File Meta Information (PS3.10 7.1); explicit VR little endian."""
+    return _meta(buf)[0]
+
+
+def _meta(buf: memoryview) -> tuple[int, str]:
+    """Offset after the File Meta Information and its Transfer Syntax UID ("" if none)."""
     if len(buf) < 132 or bytes(buf[128:132]) != b"DICM":
         raise CannotUnderstand("not a DICOM Part 10 file (no DICM prefix)")
     pos = 132
+    ts = ""
     while pos + 8 <= len(buf):
-        (group,) = struct.unpack_from("<H", buf, pos)
+        group, elem = struct.unpack_from("<HH", buf, pos)
         if group != 0x0002:
-            return pos
+            break
         vr = bytes(buf[pos + 4:pos + 6])
         if vr in _LONG_VRS:
+            if pos + 12 > len(buf):
+                break
             (length,) = struct.unpack_from("<L", buf, pos + 8)
-            pos += 12 + length
+            start = pos + 12
         else:
             (length,) = struct.unpack_from("<H", buf, pos + 6)
-            pos += 8 + length
+            start = pos + 8
+        if elem == 0x0010:
+            ts = bytes(buf[start:start + length]).decode("ascii", "replace").strip("\0 ")
+        pos = start + length
     if pos > len(buf):
         raise CannotUnderstand("file meta information is cut short")
-    return pos
+    return pos, ts
+
+
+def transfer_syntax(data: bytes) -> UID:
+    """The Transfer Syntax UID of a Part 10 object, read from its file meta bytes."""
+    ts = _meta(memoryview(data))[1]
+    if not ts:
+        raise CannotUnderstand("the file meta information has no Transfer Syntax UID")
+    return UID(ts)
+
+
+_INFLATE_CHUNK = 1 << 20
+
+
+def inflate(deflated: bytes | memoryview, *, limit: int, keep: bool = True) -> bytes:
+    """A deflated data set (PS3.5 A.5), inflated a chunk at a time; TooLarge as soon as it
+    passes `limit` bytes. With keep=False only its size is checked (memory: one chunk)."""
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    out: list[bytes] = []
+    size = 0
+    pending = bytes(deflated)
+    try:
+        while True:
+            chunk = inflater.decompress(pending, _INFLATE_CHUNK)
+            pending = inflater.unconsumed_tail
+            last = inflater.eof or not (pending or chunk)
+            if last:
+                chunk += inflater.flush()
+            size += len(chunk)
+            if size > limit:
+                raise TooLarge(f"Deflated data set inflates past {limit} bytes; refused")
+            if keep:
+                out.append(chunk)
+            if last:
+                break
+    except zlib.error as exc:
+        raise CannotUnderstand(f"deflated data set cannot be inflated: {exc}") from exc
+    if not inflater.eof:
+        raise CannotUnderstand("deflated data set cannot be inflated: the stream is cut short")
+    return b"".join(out)
+
+
+def check_inflatable(data: bytes) -> None:
+    """For a Deflated Explicit VR Little Endian object: refuse it (TooLarge) before anything
+    inflates it whole if it inflates past RV_DICOM_MAX_INFLATED, or if it does not inflate."""
+    buf = memoryview(data)
+    start, ts = _meta(buf)
+    if ts == DeflatedExplicitVRLittleEndian:
+        inflate(buf[start:], limit=settings.RV_DICOM_MAX_INFLATED, keep=False)
 
 
 def _syntax_of(ts: UID) -> _Syntax:
@@ -165,10 +226,7 @@ def check_complete(data: bytes, transfer_syntax: UID) -> None:
     start = _meta_end(buf)
     body = buf[start:]
     if transfer_syntax == DeflatedExplicitVRLittleEndian:
-        try:
-            body = memoryview(zlib.decompress(bytes(body), -zlib.MAX_WBITS))
-        except zlib.error as exc:
-            raise CannotUnderstand(f"deflated data set cannot be inflated: {exc}") from exc
+        body = memoryview(inflate(body, limit=settings.RV_DICOM_MAX_INFLATED))
     if not len(body):
         raise CannotUnderstand("the data set is empty")
     try:
@@ -201,7 +259,7 @@ def ensure_part10(raw: bytes) -> bytes:
         ImplicitVRLittleEndian if ds.original_encoding[0] else ExplicitVRLittleEndian
     )
     meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
-    out = io.BytesIO()
+    out = DicomBytesIO()
     out.write(b"\x00" * 128 + b"DICM")
     write_file_meta_info(out, meta, enforce_standard=True)  # type: ignore[arg-type]
     out.write(raw)
@@ -278,11 +336,44 @@ def _text(ds: Dataset, keyword: str, limit: int = 64) -> str:
     return str(value).strip()[:limit]
 
 
-def read_index(data: bytes) -> tuple[Dataset, IndexAttrs]:
-    """Decode the header (no pixel data) and return it with the attributes the index keeps."""
+# PS3.5 9.1: components of digits without a leading zero (but "0"), joined by dots.
+_UID = re.compile(r"(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*")
+
+
+def uid_problem(value: str) -> str | None:
+    """Why value is not a valid UI value (PS3.5 9.1, 6.2), or None when it is one."""
+    if len(value) > 64:
+        return "longer than 64 characters"
+    if not _UID.fullmatch(value):
+        return "not digits and dots (no leading zeros)"
+    return None
+
+
+def _uid(ds: Dataset, keyword: str, name: str) -> str:
+    """A UID the index keys on: the value as sent, or DatasetMismatch (0xA900) unless it
+    follows the UI rules; "" when absent."""
+    value = ds.get(keyword)
+    if value is None or value == "":
+        return ""
+    text = str(value).rstrip("\0 ")
+    problem = uid_problem(text)
+    if problem:
+        raise DatasetMismatch(f"Invalid {name} (PS3.5 9.1: {problem}): {text!r}")
+    return text
+
+
+def read_index(data: bytes, *, inflatable: bool = False) -> tuple[Dataset, IndexAttrs]:
+    """Decode the header (no pixel data) and return it with the attributes the index keeps.
+
+    A deflated data set is checked against RV_DICOM_MAX_INFLATED first (pydicom inflates it
+    whole), unless the caller says it did (`inflatable`)."""
+    if not inflatable:
+        check_inflatable(data)
     try:
         ds = dcmread(io.BytesIO(data), stop_before_pixels=True)
-    except (InvalidDicomError, EOFError, ValueError, struct.error, KeyError, OSError) as exc:
+    except MemoryError:
+        raise
+    except Exception as exc:  # whatever pydicom trips on in garbled bytes: cannot understand
         raise CannotUnderstand(f"cannot parse the data set: {exc}") from exc
     meta = ds.file_meta
     ts = meta.get("TransferSyntaxUID")
@@ -290,9 +381,9 @@ def read_index(data: bytes) -> tuple[Dataset, IndexAttrs]:
         raise CannotUnderstand("the file meta information has no Transfer Syntax UID")
     try:
         sop_class = _text(ds, "SOPClassUID")
-        sop_instance = _text(ds, "SOPInstanceUID")
-        study_uid = _text(ds, "StudyInstanceUID")
-        series_uid = _text(ds, "SeriesInstanceUID")
+        sop_instance = _uid(ds, "SOPInstanceUID", "SOP Instance UID")
+        study_uid = _uid(ds, "StudyInstanceUID", "Study Instance UID")
+        series_uid = _uid(ds, "SeriesInstanceUID", "Series Instance UID")
         missing = [name for name, value in (
             ("SOP Class UID", sop_class), ("SOP Instance UID", sop_instance),
             ("Study Instance UID", study_uid), ("Series Instance UID", series_uid),

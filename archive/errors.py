@@ -25,3 +25,10 @@ class OutOfResources(StoreError):
 
 class DuplicateConflict(StoreError):
     status = 0x0111  # PS3.7 C.4: Duplicate SOP Instance (different object, same UID)
+
+
+class TooLarge(StoreError):
+    """A deflated data set that inflates past RV_DICOM_MAX_INFLATED: refused for good (not
+    0xA7xx, which a sender retries). PS3.4 B.2.3: Cxxx, Error, cannot understand."""
+
+    status = 0xC211

@@ -25,7 +25,14 @@ from django.utils import timezone
 from pydicom.dataset import Dataset
 
 from archive import storage
-from archive.dicomio import IndexAttrs, check_complete, read_index, same_content
+from archive.dicomio import (
+    IndexAttrs,
+    check_complete,
+    check_inflatable,
+    read_index,
+    same_content,
+    transfer_syntax,
+)
 from archive.errors import DatasetMismatch, DuplicateConflict, OutOfResources
 from archive.models import Instance, Patient, Series, Study
 
@@ -94,8 +101,11 @@ def instance_store(
     `on_indexed` runs inside the index transaction; with `on_indexed_sop_classes` only for
     objects of those SOP classes (the others take the one-statement path for a known series).
     """
-    ds, attrs = read_index(data)
-    check_complete(data, ds.file_meta.TransferSyntaxUID)
+    # Whole before decoded: a truncated or garbled object is "cannot understand" (0xC210),
+    # whichever attribute it lost; a deflate bomb is refused before anything inflates it.
+    check_inflatable(data)
+    check_complete(data, transfer_syntax(data))
+    ds, attrs = read_index(data, inflatable=True)
     if expected_sop_class is not None and attrs.sop_class_uid != expected_sop_class:
         raise DatasetMismatch(
             f"SOP Class mismatch: data set {attrs.sop_class_uid}, presentation context "

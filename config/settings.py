@@ -238,6 +238,26 @@ RV_EXPORT_LEASE = env_float("RV_EXPORT_LEASE", 300.0, low=0.1)
 RV_EXPORT_POLL = env_float("RV_EXPORT_POLL", 2.0, low=0.01)
 RV_EXPORT_TIMEOUT = env_float("RV_EXPORT_TIMEOUT", 30.0, low=0.1)
 
+# --- DICOM edge (issue 12): what a peer may send us, and who a peer is ---------------------
+# Seconds a peer may leave us waiting at any stage: for its association request, inside a PDU,
+# between PDUs of an open association (then it is aborted).
+RV_DICOM_READ_TIMEOUT = env_float("RV_DICOM_READ_TIMEOUT", 30.0, low=0.1)
+# Associations (and connections not yet associated) one peer address may hold per SCP process.
+RV_DICOM_MAX_ASSOC_PER_PEER = env_int("RV_DICOM_MAX_ASSOC_PER_PEER", 16, low=0)  # 0: no cap
+# Largest data set a Deflated Explicit VR Little Endian object may inflate to, in bytes.
+RV_DICOM_MAX_INFLATED = env_int("RV_DICOM_MAX_INFLATED", 512 * 1024 * 1024, low=1)
+# A registered node is only itself from its registered host (name, address or CIDR network).
+RV_DICOM_CHECK_PEER_HOST = env_bool("RV_DICOM_CHECK_PEER_HOST", True)
+# DICOM TLS (PS3.15 B.1): certificate and key (PEM) turn it on; with a CA, peers must present a
+# certificate it signed. With RV_DICOM_TLS_PORT, TLS there and plain TCP on RV_DICOM_PORT;
+# without, RV_DICOM_PORT speaks TLS only.
+RV_DICOM_TLS_CERT = env_str("RV_DICOM_TLS_CERT", "")
+RV_DICOM_TLS_KEY = env_str("RV_DICOM_TLS_KEY", "")
+RV_DICOM_TLS_CA = env_str("RV_DICOM_TLS_CA", "")
+RV_DICOM_TLS_PORT = env_int("RV_DICOM_TLS_PORT", 0, low=0, high=65535)  # 0: none of its own
+if bool(RV_DICOM_TLS_CERT) != bool(RV_DICOM_TLS_KEY):
+    raise ImproperlyConfigured("DICOM TLS needs both RV_DICOM_TLS_CERT and RV_DICOM_TLS_KEY")
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
+import ssl
+import struct
 import threading
-from typing import Any
+import time
+from collections import Counter
+from typing import Any, cast
 
 from django.conf import settings
 from django.db import close_old_connections
@@ -24,7 +29,7 @@ from pydicom.uid import (
     JPEGLSNearLossless,
     RLELossless,
 )
-from pynetdicom import AE
+from pynetdicom import AE, evt
 from pynetdicom.sop_class import (
     CTImageStorage,
     EnhancedCTImageStorage,
@@ -57,7 +62,8 @@ from pynetdicom.transport import RequestHandler, ThreadedAssociationServer
 
 from dicom_net.models import Node
 from dicom_net.sending import install_file_sender
-from dicom_net.transport import PeerSocket, speed_up
+from dicom_net.transport import MAX_CONTROL_PDU, PeerSocket, guard, speed_up
+from dicom_net.validation import host_matches
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +129,10 @@ class VerityAE(AE):
     pynetdicom checks `require_calling_aet` once per association request; reading it from
     the database here makes a node added with `dicom_node add` welcome without a restart.
     An association from an unregistered AE is rejected with "calling AE title not
-    recognised" (PS3.8 9.3.4) unless RV_ACCEPT_UNKNOWN_AE is set.
+    recognised" (PS3.8 9.3.4) unless RV_ACCEPT_UNKNOWN_AE is set; so is one from a
+    registered AE title at an address its node's host does not stand for
+    (RV_DICOM_CHECK_PEER_HOST). pynetdicom reads the list in the association's own thread,
+    which is how the peer's address is known here.
     """
 
     _NOBODY = ["\x00"]  # a title no peer can have: an empty list would let everyone in
@@ -138,7 +147,13 @@ class VerityAE(AE):
         titles: list[str] | None = getattr(self._titles, "value", None)
         if titles is None:
             close_old_connections()
-            titles = list(Node.objects.values_list("ae_title", flat=True).distinct())
+            nodes = Node.objects.values_list("ae_title", "host")
+            if settings.RV_DICOM_CHECK_PEER_HOST:
+                requestor = getattr(threading.current_thread(), "requestor", None)
+                peer = str(getattr(requestor, "address", "") or "")
+                titles = [title for title, host in nodes if host_matches(host, peer)]
+            else:
+                titles = [title for title, _ in nodes]
             self._titles.value = titles
         return titles or self._NOBODY
 
@@ -151,11 +166,104 @@ class VerityAE(AE):
         return install_file_sender(super().associate(*args, **kwargs))
 
 
+# PS3.8 9.3.4 A-ASSOCIATE-RJ: rejected-transient (2), DICOM UL service-provider
+# (presentation related function) (3), local-limit-exceeded (2).
+_RJ_LOCAL_LIMIT = struct.pack(">BBLBBBB", 0x03, 0, 4, 0, 0x02, 0x03, 0x02)
+
+
 class _RequestHandler(RequestHandler):
+    """One connection: admitted under the per-peer cap, TLS handshake (in this thread, not
+    the accepting one, with the read timeout), then pynetdicom's association."""
+
+    server: ReusePortServer
+
+    def handle(self) -> None:
+        server, peer = self.server, str(self.client_address[0])
+        if not server.peer_admit(peer):
+            log.warning("refused a connection from %s: it holds %s associations already "
+                        "(RV_DICOM_MAX_ASSOC_PER_PEER)", peer,
+                        settings.RV_DICOM_MAX_ASSOC_PER_PEER)
+            _refuse_connection(self.request)
+            return
+        started = False
+        try:
+            if isinstance(self.request, ssl.SSLSocket):
+                try:
+                    self.request.do_handshake()
+                except (OSError, ValueError) as exc:
+                    log.warning("TLS handshake with %s failed: %s", peer, exc)
+                    _close(self.request)
+                    return
+            assoc = self._create_association()
+            run = assoc.run
+
+            def run_then_release() -> None:
+                try:
+                    run()
+                finally:
+                    server.peer_release(peer)
+
+            assoc.run = run_then_release
+            evt.trigger(assoc, evt.EVT_CONN_OPEN, {"address": self.client_address})
+            assoc.start()
+            started = True
+        finally:
+            if not started:
+                server.peer_release(peer)
+
     def _create_association(self) -> Any:
         assoc = super()._create_association()
+        guard(assoc)  # dicom_net.transport: PDU headers checked before anything is read
         speed_up(assoc)  # dicom_net.transport: pynetdicom's polling and reads, made faster
         return assoc
+
+
+def _close(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+    sock.close()
+
+
+def _refuse_connection(sock: socket.socket) -> None:
+    """Answer a connection we will not take with an A-ASSOCIATE-RJ (local limit exceeded)
+    once its A-ASSOCIATE-RQ is read (a peer that reads our answer early may take it for a
+    protocol error), and close it; two seconds at most. On TLS, before any handshake: close.
+    """
+    if not isinstance(sock, ssl.SSLSocket):
+        deadline = time.monotonic() + _REFUSAL_TIME
+        with contextlib.suppress(OSError, struct.error):
+            header = _recv_until(sock, 6, deadline)
+            (length,) = struct.unpack(">L", header[2:6])
+            _recv_until(sock, min(length, MAX_CONTROL_PDU), deadline)
+            sock.settimeout(_REFUSAL_TIME)
+            sock.sendall(_RJ_LOCAL_LIMIT)
+            sock.shutdown(socket.SHUT_WR)
+            # The peer closes on our answer; closing first, with its bytes unread, would
+            # reset the connection and might lose the answer.
+            while _recv_until(sock, 65536, deadline):
+                pass  # read and dropped
+    _close(sock)
+
+
+_REFUSAL_TIME = 2.0
+
+
+def _recv_until(sock: socket.socket, n: int, deadline: float) -> bytes:
+    """Up to n bytes, reading until they came, the peer closed or the deadline passed."""
+    got = bytearray()
+    while len(got) < n:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        sock.settimeout(left)
+        try:
+            chunk = sock.recv(min(n - len(got), 65536))
+        except TimeoutError:
+            break
+        if not chunk:
+            break
+        got += chunk
+    return bytes(got)
 
 
 class ReusePortServer(ThreadedAssociationServer):
@@ -173,8 +281,34 @@ class ReusePortServer(ThreadedAssociationServer):
     def __init__(self, *args: Any, listener: socket.socket | None = None,
                  **kwargs: Any) -> None:
         self._listener = listener
+        self._peers: Counter[str] = Counter()
+        self._peers_lock = threading.Lock()
+        self.siblings: list[ThreadedAssociationServer] = []  # stopped with this one
         kwargs.setdefault("request_handler", _RequestHandler)
         super().__init__(*args, **kwargs)
+
+    def peer_admit(self, peer: str) -> bool:
+        """Count a connection from peer, unless it holds RV_DICOM_MAX_ASSOC_PER_PEER."""
+        cap = settings.RV_DICOM_MAX_ASSOC_PER_PEER
+        with self._peers_lock:
+            if cap and self._peers[peer] >= cap:
+                return False
+            self._peers[peer] += 1
+            return True
+
+    def peer_release(self, peer: str) -> None:
+        with self._peers_lock:
+            self._peers[peer] -= 1
+            if self._peers[peer] <= 0:
+                del self._peers[peer]
+
+    def shutdown(self) -> None:
+        # Once (ae.shutdown() calls it for each server, siblings included).
+        if self in self.ae._servers:
+            super().shutdown()
+        siblings, self.siblings = self.siblings, []
+        for sibling in siblings:
+            sibling.shutdown()
 
     def server_bind(self) -> None:
         if self._listener is not None:
@@ -187,7 +321,8 @@ class ReusePortServer(ThreadedAssociationServer):
             self.server_address = self.socket.getsockname()
             return
         if hasattr(socket, "SO_REUSEPORT"):
-            self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)  # type: ignore[union-attr]
+            cast(socket.socket, self.socket).setsockopt(socket.SOL_SOCKET,
+                                                        socket.SO_REUSEPORT, 1)
         super().server_bind()
 
     def server_activate(self) -> None:
@@ -201,10 +336,15 @@ class ReusePortServer(ThreadedAssociationServer):
         super().server_close()
 
     def get_request(self) -> tuple[socket.socket, tuple[str, int]]:
-        sock, address = super().get_request()
-        if self._listener is not None:
-            sock.setblocking(True)  # as pynetdicom's own accepted sockets are
-        if self.ssl_context is None and sock.family in (socket.AF_INET, socket.AF_INET6):
+        # As pynetdicom's, but the TLS handshake is left to the connection's own thread
+        # (_RequestHandler): done here, one silent peer would stop every accept.
+        sock, address = cast(socket.socket, self.socket).accept()
+        # Every read waits at most this long (a PDU's header, its body, the TLS handshake).
+        sock.settimeout(settings.RV_DICOM_READ_TIMEOUT)
+        if self.ssl_context is not None:
+            sock = self.ssl_context.wrap_socket(sock, server_side=True,
+                                                do_handshake_on_connect=False)
+        elif sock.family in (socket.AF_INET, socket.AF_INET6):
             sock = PeerSocket.adopt(sock)
         return sock, address
 
@@ -214,10 +354,28 @@ def listen(*, host: str, port: int, backlog: int = 128) -> socket.socket:
     return socket.create_server((host, port), backlog=backlog)
 
 
+def tls_context() -> ssl.SSLContext | None:
+    """DICOM TLS (PS3.15 B.1, BCP 195: TLS 1.2 or later) from the RV_DICOM_TLS_* settings;
+    None when no certificate is configured."""
+    if not settings.RV_DICOM_TLS_CERT:
+        return None
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(settings.RV_DICOM_TLS_CERT, settings.RV_DICOM_TLS_KEY)
+    if settings.RV_DICOM_TLS_CA:
+        context.load_verify_locations(cafile=settings.RV_DICOM_TLS_CA)
+        context.verify_mode = ssl.CERT_REQUIRED
+    return context
+
+
 def build_ae(*, ae_title: str | None = None) -> VerityAE:
     ae = VerityAE(ae_title=ae_title or settings.RV_AE_TITLE)
     ae.maximum_pdu_size = settings.RV_MAX_PDU
     ae.maximum_associations = 50
+    # RV_DICOM_READ_TIMEOUT at every stage: waiting for the association request (ARTIM),
+    # idle between PDUs (then A-ABORT), and inside a PDU (the socket's timeout, get_request).
+    ae.acse_timeout = settings.RV_DICOM_READ_TIMEOUT
+    ae.network_timeout = settings.RV_DICOM_READ_TIMEOUT
     ae.require_called_aet = True
     ae.add_supported_context(Verification)
     for sop_class in STORAGE_SOP_CLASSES:
@@ -232,11 +390,26 @@ def build_ae(*, ae_title: str | None = None) -> VerityAE:
 
 def start_server(*, ae: VerityAE, host: str, port: int, handlers: list[Any],
                  listener: socket.socket | None = None) -> ThreadedAssociationServer:
-    """Start listening without blocking (on `listener` if given); returns the server."""
+    """Start listening without blocking (on `listener` if given); returns the server.
+
+    With DICOM TLS configured (tls_context), `port` speaks TLS; or, with RV_DICOM_TLS_PORT,
+    a second server speaks TLS on that port, stopped with the one returned."""
+    tls = tls_context()
+    tls_port = settings.RV_DICOM_TLS_PORT if tls is not None else 0
+    server = _serve(ae, host, port, handlers, listener=listener,
+                    tls=None if tls_port else tls)
+    if tls_port:
+        server.siblings.append(_serve(ae, host, tls_port, handlers, listener=None, tls=tls))
+    return server
+
+
+def _serve(ae: VerityAE, host: str, port: int, handlers: list[Any], *,
+           listener: socket.socket | None, tls: ssl.SSLContext | None) -> ReusePortServer:
     server = ae.make_server((host, port), evt_handlers=handlers, server_class=ReusePortServer,
-                            listener=listener)
+                            listener=listener, ssl_context=tls)
     ae._servers.append(server)  # so ae.shutdown() and active_associations know it
     thread = threading.Thread(target=server.serve_forever, name=f"scp@{port}", daemon=True)
     thread.start()
-    log.info("%s listening on %s:%s", ae.ae_title, host, server.server_address[1])
-    return server
+    log.info("%s listening on %s:%s%s", ae.ae_title, host, server.server_address[1],
+             " (DICOM TLS)" if tls is not None else "")
+    return cast(ReusePortServer, server)

@@ -25,7 +25,7 @@ from pynetdicom.events import Event
 from archive.errors import StoreError
 from dicom_net.models import AssociationLog, Node
 from dicom_net.qr import QR_HANDLERS
-from dicom_net.statuses import NOT_AUTHORIZED, status_dataset
+from dicom_net.statuses import CANNOT_UNDERSTAND, NOT_AUTHORIZED, status_dataset
 from rv.ingest import object_receive
 
 log = logging.getLogger(__name__)
@@ -85,11 +85,15 @@ def handle_rejected(event: Event) -> None:
     log.warning("rejected association from %s at %s:%s", calling, host, port)
     close_old_connections()
     try:
+        reason = "calling AE title not registered (dicom_node add) or wrong called AE"
+        node = Node.objects.filter(ae_title=calling).first()
+        if node is not None and settings.RV_DICOM_CHECK_PEER_HOST:
+            reason = (f"calling AE title is registered at {node.host[:100]}, not {host}"
+                      " (or wrong called AE, or too many associations)")
         AssociationLog.objects.create(
             calling_ae=calling, called_ae=(event.assoc.acceptor.ae_title or "").strip(),
             peer_host=host, peer_port=port, pid=os.getpid(), ended_at=timezone.now(),
-            outcome=AssociationLog.Outcome.REJECTED,
-            reason="calling AE title not registered (dicom_node add) or wrong called AE")
+            outcome=AssociationLog.Outcome.REJECTED, reason=reason[:200])
     except DatabaseError as exc:
         log.error("association log unavailable: %s", exc)
     finally:
@@ -160,10 +164,17 @@ def handle_store(event: Event) -> Dataset | int:
                                    "comment": exc.comment})
         log.warning("C-STORE from %s refused (0x%04X): %s", calling, exc.status, exc.comment)
         return status_dataset(exc.status, exc.comment)
-    except Exception as exc:  # never let the peer wait on a crash: answer, then log loudly
+    except (DatabaseError, OSError, MemoryError) as exc:  # ours, and passing: send it again
         state.failed += 1
         log.exception("C-STORE from %s failed unexpectedly", calling)
         return status_dataset(0xA700, f"internal error: {type(exc).__name__}")
+    except Exception as exc:  # never let the peer wait on a crash: answer, then log loudly
+        # Anything else was raised reading the sender's data (pydicom decodes values
+        # lazily, wherever the clinical import looks): sending it again would not help.
+        state.failed += 1
+        log.exception("C-STORE from %s failed unexpectedly", calling)
+        return status_dataset(CANNOT_UNDERSTAND,
+                              f"cannot understand the data set: {type(exc).__name__}")
     if result.outcome == "duplicate":
         state.duplicates += 1
     else:

@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
-from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
-# PS3.5 6.2: AE is up to 16 characters of the default repertoire, no backslash or controls.
-ae_title_validator = RegexValidator(r"^[ -\[\]-~]{1,16}$", "An AE title is 1 to 16 printable "
-                                    "ASCII characters without a backslash.")
+from dicom_net.validation import parse_network, validate_ae_title, validate_host
+
+ae_title_validator = validate_ae_title  # PS3.5 6.2 (dicom_net.validation)
 
 
 class Node(models.Model):
     """A DICOM peer. Roles say what it may do with us and what we do with it."""
 
     name = models.SlugField(max_length=64, unique=True)
-    ae_title = models.CharField(max_length=16, validators=[ae_title_validator], db_index=True)
-    host = models.CharField(max_length=255)
+    ae_title = models.CharField(max_length=16, validators=[validate_ae_title], unique=True)
+    host = models.CharField(max_length=255, validators=[validate_host],
+                            help_text="host name, IP address or CIDR network it connects from")
     port = models.PositiveIntegerField(validators=[MinValueValidator(1),
                                                    MaxValueValidator(65535)])
     can_store = models.BooleanField(default=True, help_text="may send objects to us (C-STORE)")
@@ -34,6 +36,13 @@ class Node(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.ae_title}@{self.host}:{self.port})"
+
+    def clean(self) -> None:
+        network = parse_network(self.host or "")
+        single = network is None or network.num_addresses == 1
+        if not single and (self.move_destination or self.receives_exports):
+            raise ValidationError({"host": "a network cannot be connected to: a C-MOVE "
+                                           "destination or export peer needs one address"})
 
     @property
     def roles(self) -> list[str]:

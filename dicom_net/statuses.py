@@ -10,6 +10,7 @@ CANCEL = 0xFE00  # PS3.4 C.4.1.1.4: Cancel, matching terminated on C-CANCEL
 # PS3.7 C.4: 0x0124 Refused: not authorized (a registered peer without the role).
 NOT_AUTHORIZED = 0x0124
 IDENTIFIER_MISMATCH = 0xA900  # PS3.4 C.4.1.1.4: Identifier does not match SOP Class
+CANNOT_UNDERSTAND = 0xC210  # PS3.4 B.2.3: Error, cannot understand
 UNABLE_TO_PROCESS = 0xC000  # PS3.4 C.4.1.1.4: Unable to process (0xC000-0xCFFF)
 MOVE_DESTINATION_UNKNOWN = 0xA801  # PS3.4 C.4.2.1.5
 OUT_OF_RESOURCES_SUBOPS = 0xA702  # PS3.4 C.4.2.1.5: unable to perform sub-operations

@@ -14,6 +14,12 @@ our delayed ACKs. What this module changes, for the associations Verity accepts 
 - `_AssociationClock`: the association thread's 1 ms pause ends as soon as a DIMSE
   message is queued for it.
 
+And what a peer may send (issue 12), for every association Verity accepts (`guard`):
+
+- `GuardedDUL`: a PDU whose header declares more than we accept (our maximum PDU for
+  P-DATA-TF, `MAX_CONTROL_PDU` for the others), or a PDU type PS3.8 does not define, is
+  answered with an A-ABORT at once, before anything is allocated or read.
+
 Each class is swapped onto an object pynetdicom made (`__class__`), adding no state that
 pynetdicom's own code relies on, so everything else behaves as pynetdicom wrote it.
 `install()` checks the pynetdicom internals it touches and leaves the stock behaviour in
@@ -27,6 +33,7 @@ import logging
 import queue
 import select
 import socket
+import struct
 import threading
 import time
 from typing import Any, cast
@@ -95,7 +102,101 @@ class WholeReadSocket(AssociationSocket):
         return buf
 
 
-class WakefulDUL(DULServiceProvider):
+# PS3.8 9.3: the PDU types; P-DATA-TF is 0x04.
+_PDU_TYPES = frozenset({0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07})
+_P_DATA_TF = 0x04
+# An A-ASSOCIATE-RQ with every presentation context and a user identity token fits in this.
+MAX_CONTROL_PDU = 1 << 20
+# With RV_MAX_PDU=0 (no maximum in negotiation) a P-DATA-TF may still not exceed this.
+MAX_UNBOUNDED_PDU = 64 << 20
+# PS3.8 9.3.8 A-ABORT, source 2 (service provider): reason 1 unrecognized PDU, 6 invalid
+# PDU parameter value.
+ABORT_UNRECOGNIZED_PDU = 0x01
+ABORT_INVALID_PARAMETER = 0x06
+
+
+def a_abort(reason: int) -> bytes:
+    return struct.pack(">BBLBBBB", 0x07, 0, 4, 0, 0, 0x02, reason)
+
+
+class GuardedDUL(DULServiceProvider):
+    """pynetdicom's DUL, reading a PDU only when its header is one we accept."""
+
+    def _pdu_limit(self, pdu_type: int) -> int:
+        if pdu_type != _P_DATA_TF:
+            return MAX_CONTROL_PDU
+        ours = int(self.assoc.acceptor.maximum_length or 0)
+        return ours if ours > 0 else MAX_UNBOUNDED_PDU
+
+    def send_pdu(self, primitive: Any) -> None:
+        # A PDU we send is activity too: pynetdicom's idle timer counts only what arrives,
+        # so a handler that ran longer than the network timeout (a long C-MOVE, say) had
+        # its association aborted right after it answered.
+        super().send_pdu(primitive)
+        self._idle_timer.restart()
+
+    def _closed(self) -> None:
+        """The connection is gone (Evt17). Before an association request (Sta2) the
+        association thread would wait out its ACSE timeout for one, holding its slot: a None
+        wakes it, as its timeout would (pynetdicom's Association.run_reactor)."""
+        self.event_queue.put("Evt17")
+        self._wake_acceptor()
+
+    def _wake_acceptor(self) -> None:
+        if self.state_machine.current_state in ("Sta1", "Sta2") and self.assoc.is_acceptor:
+            self.to_user_queue.put(None)  # type: ignore[arg-type]
+
+    def _refuse(self, reason: int, why: str) -> None:
+        """A-ABORT the peer and close the connection (Evt17 ends the association)."""
+        sock = cast(AssociationSocket, self.socket)
+        address = self.assoc.requestor.address
+        log.warning("A-ABORT to %s: %s", address, why)
+        with contextlib.suppress(OSError):
+            sock.send(a_abort(reason))
+        sock.close()  # Evt17
+        self._wake_acceptor()
+
+    def _read_pdu_data(self) -> None:
+        # pynetdicom's, with the header checked before the body is read.
+        sock = cast(AssociationSocket, self.socket)
+        try:
+            header = sock.recv(6)
+        except OSError:  # TimeoutError too: a peer silent mid-PDU (RV_DICOM_READ_TIMEOUT)
+            self._closed()
+            return
+        if len(header) != 6:
+            self._closed()
+            return
+        pdu_type, _, length = struct.unpack(">BBL", header)
+        if pdu_type not in _PDU_TYPES:
+            self._refuse(ABORT_UNRECOGNIZED_PDU, f"unknown PDU type 0x{pdu_type:02X}")
+            return
+        limit = self._pdu_limit(pdu_type)
+        if length > limit:
+            self._refuse(ABORT_INVALID_PARAMETER,
+                         f"PDU type 0x{pdu_type:02X} declares {length} bytes, over {limit}")
+            return
+        try:
+            body = sock.recv(length)
+        except OSError:
+            log.warning("closed the connection from %s: the peer stopped inside a PDU",
+                        self.assoc.requestor.address)
+            self._closed()
+            return
+        if len(body) != length:
+            self._closed()
+            return
+        try:
+            pdu, event = self._decode_pdu(bytearray(header) + body)
+        except Exception as exc:  # noqa: BLE001  as pynetdicom: Evt19, invalid PDU
+            log.warning("undecodable PDU from %s: %s", self.assoc.requestor.address, exc)
+            self.event_queue.put("Evt19")
+            return
+        self.event_queue.put(event)
+        self._recv_pdu.put(pdu)
+
+
+class WakefulDUL(GuardedDUL):
     """The DUL reactor, waking for work instead of sleeping 1 ms at a time."""
 
     _IDLE_WAIT = 0.05  # the longest idle wait: timers are looked at at least this often
@@ -205,12 +306,24 @@ def install() -> bool:
     return True
 
 
+def guard(assoc: Any) -> None:
+    """Check what the peer of an acceptor association pynetdicom has just made sends."""
+    if type(assoc.dul) is not DULServiceProvider or not _GUARDABLE:
+        raise RuntimeError(f"pynetdicom {pynetdicom.__version__}: cannot guard its DUL; "
+                           "dicom_net.transport needs updating")
+    assoc.dul.__class__ = GuardedDUL
+
+
+_GUARDABLE = all(hasattr(DULServiceProvider, name) for name in ("_read_pdu_data",
+                                                                 "_decode_pdu"))
+
+
 def speed_up(assoc: Any) -> None:
-    """Apply the fixes to an acceptor association pynetdicom has just made."""
+    """Apply the fixes to an acceptor association pynetdicom has just made (after guard)."""
     sock = assoc.dul.socket
     if type(sock) is AssociationSocket:
         sock.__class__ = WholeReadSocket
-    if not install() or type(assoc.dul) is not DULServiceProvider:
+    if not install() or type(assoc.dul) is not GuardedDUL:
         return
     if not isinstance(getattr(sock, "socket", None), PeerSocket):
         return  # TLS or an unusual socket: select() may not see buffered bytes

@@ -27,6 +27,8 @@ EXPECTED_REFUSALS = {
     "RTPLAN_1.3.6.1.4.1.5962.99.1.806143395.770388248.1521224598947.2.0.dcm": "RT Plan rejected",
     # Eclipse 8.1 (SlicerRT PROS): a CBCT imaging field exported as a TREATMENT beam, no MU.
     "slicerrt_RP.1.2.246.352.71.5.2088656855.377401.20110920153647.dcm": "RT Plan rejected",
+    # pytg43's HDR example: Study Instance UID "UNKNOWN" is no UID (PS3.5 9.1; issue 12).
+    "pytg43_examples__HDR__RP.HDR.dcm": "Invalid Study Instance UID",
 }
 
 

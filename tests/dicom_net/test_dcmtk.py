@@ -142,6 +142,7 @@ def test_whole_corpus_over_the_network(live_scp: tuple[str, int], corpus: Path) 
             continue
         assert uid in refused, f"{uid} was neither stored nor refused with a reason"
         assert any(word in refused[uid] for word in (
-            "Patient mismatch", "original kept", "RT Plan rejected")), \
+            "Patient mismatch", "original kept", "RT Plan rejected",
+            "Invalid Study Instance UID")), \
             refused[uid]
     assert log.stored == len(stored)

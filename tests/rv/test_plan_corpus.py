@@ -3,10 +3,13 @@ accept (issue 4). Skips without the corpus, fails under CI=true."""
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
 import pytest
+from pydicom import dcmread
+from pydicom.uid import generate_uid
 
 from archive.dicomio import ensure_part10
 from archive.errors import StoreError
@@ -33,12 +36,14 @@ REFUSED = {
     # Halcyon plan under Varian's private SOP class: not a storage class we accept.
     "pps_halcyon_plan_RP.1.2.246.352.71.5.818656424269.463732.20180308211117.dcm":
         "SOP Class 1.2.246.352.70.1.70 is not one this archive stores",
+    # pytg43's HDR example: its Study Instance UID "UNKNOWN" is no UID (PS3.5 9.1).
+    "pytg43_examples__HDR__RP.HDR.dcm": "Invalid Study Instance UID",
 }
 PLAN_FILES = corpus_files("rtplan") + corpus_files("rtionplan") + corpus_files("other")
 
 
-def _store(path: Path) -> Plan:
-    result = object_receive(data=ensure_part10(path.read_bytes()), source="import",
+def _store(path: Path, *, data: bytes | None = None) -> Plan:
+    result = object_receive(data=data or ensure_part10(path.read_bytes()), source="import",
                             allowed_sop_classes=ACCEPTED)
     return Plan.objects.get(instance=result.instance)
 
@@ -166,7 +171,13 @@ def test_electron_plan(corpus: Path) -> None:
 
 
 def test_brachy_hdr(corpus: Path) -> None:
-    plan = _store(_file(corpus, "pytg43_examples__HDR__RP.HDR.dcm"))
+    # Its Study and Series Instance UIDs ("UNKNOWN") are refused (see REFUSED): given UIDs.
+    path = _file(corpus, "pytg43_examples__HDR__RP.HDR.dcm")
+    ds = dcmread(path)
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
+    out = io.BytesIO()
+    ds.save_as(out)
+    plan = _store(path, data=out.getvalue())
     assert (plan.kind, plan.brachy_treatment_type) == ("BRACHY", "HDR")
     source = plan.sources.get()
     assert (source.air_kerma_strength, str(source.reference_date)) == (40700.0, "2018-03-20")
