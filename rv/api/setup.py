@@ -13,8 +13,7 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from rv import errors
-from rv.api.treat_inputs import RequestInvalid, SetupCheckIn, session_request
+from rv.api.treat_inputs import SetupCheckIn, validated
 from rv.models import MachineGroup, Override, SetupClearance, TreatmentMachine
 from rv.roles import Action
 from rv.services.machines import machine_group_save, machine_meterset_policy_set
@@ -75,13 +74,7 @@ class SetupCheckViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
                     "them, signed by a physicist or physician. A hard stop cannot be "
                     "overridden.")
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        data_in = SetupCheckIn(data=request.data)
-        data_in.is_valid(raise_exception=True)
-        d: dict[str, Any] = data_in.validated_data
-        try:
-            req = session_request(d)
-        except RequestInvalid as exc:
-            raise errors.ValidationError(str(exc)) from None
+        d, req = validated(SetupCheckIn, request.data)
         o = d.get("override")
         override = OverrideInput(username=o["username"], password=o["password"],
                                  reason=o["reason"],

@@ -109,4 +109,19 @@ def session_request(d: dict[str, Any]) -> SessionRequest:
                           channels=channels)
 
 
-__all__ = ["RequestInvalid", "SessionIn", "SetupCheckIn", "session_request"]
+def validated(shape: type[serializers.Serializer], data: Any
+              ) -> tuple[dict[str, Any], SessionRequest]:
+    """The body checked against `shape` (400 on its errors), and its SessionRequest (400,
+    through rv.api_errors, on input that cannot be a set-up or a delivery)."""
+    from rv import errors
+
+    checked = shape(data=data)
+    checked.is_valid(raise_exception=True)
+    d: dict[str, Any] = dict(checked.validated_data)
+    try:
+        return d, session_request(d)
+    except RequestInvalid as exc:
+        raise errors.ValidationError(str(exc)) from None
+
+
+__all__ = ["SessionIn", "SetupCheckIn", "session_request", "validated"]

@@ -16,7 +16,7 @@ from rest_framework.response import Response
 
 from rv import errors
 from rv.api.history import AuditCursorPagination, SessionCursorPagination
-from rv.api.treat_inputs import RequestInvalid, SessionIn, session_request
+from rv.api.treat_inputs import SessionIn, validated
 from rv.filters import AuditEventFilter, day_from, day_to
 from rv.models import (
     Appointment,
@@ -169,13 +169,7 @@ class SessionViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
                     "Differences from the plan beyond tolerance flag it NOT_VERIFIED for a "
                     "physicist's review. Input that cannot be a delivery is 400.")
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        data_in = SessionIn(data=request.data)
-        data_in.is_valid(raise_exception=True)
-        d: dict[str, Any] = data_in.validated_data
-        try:
-            req = session_request(d)
-        except RequestInvalid as exc:
-            raise errors.ValidationError(str(exc)) from None
+        d, req = validated(SessionIn, request.data)
         session = session_record(request=req, recorded_by=request.user,
                                  clearance=d.get("clearance"),
                                  date_reason=d.get("date_reason", ""))
