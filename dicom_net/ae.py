@@ -239,9 +239,10 @@ def _refuse_connection(sock: socket.socket) -> None:
             sock.sendall(_RJ_LOCAL_LIMIT)
             sock.shutdown(socket.SHUT_WR)
             # The peer closes on our answer; closing first, with its bytes unread, would
-            # reset the connection and might lose the answer.
-            while _recv_until(sock, 65536, deadline):
-                pass  # read and dropped
+            # reset the connection and might lose the answer: read and drop until it does.
+            drained = True
+            while drained:
+                drained = bool(_recv_until(sock, 65536, deadline))
     _close(sock)
 
 
