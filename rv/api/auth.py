@@ -74,6 +74,9 @@ class LogoutView(APIView):
 
     @extend_schema(request=None, responses={204: None})
     def post(self, request: Request, *args: object, **kwargs: object) -> Response:
+        if request.auth is None:  # logged in some other way: no token to revoke
+            return Response({"message": "This request carries no API token to revoke."},
+                            status=status.HTTP_400_BAD_REQUEST)
         request.auth.delete()
         auth_event_record(action="token_revoke", user=request.user, ip=_ip(request))
         return Response(status=status.HTTP_204_NO_CONTENT)

@@ -30,7 +30,8 @@ from tests.rv.treat import BeamInput, OverrideInput, session_record
 
 # Open to anyone (log in, get a token, the schema) or to any logged-in user (the API's list
 # of endpoints). Everything else must refuse a user with no role.
-OPEN = {"login", "logout", "api-token", "api-schema", "api-docs", "api-root"}
+OPEN = {"login", "logout", "api-token", "api-schema", "api-docs", "api-root",
+        "api-logout", "api-logout-all"}  # revoking one's own token needs no role
 # What a bare superuser may reach: its IT work (users, DICOM nodes) and the home page,
 # which sends it there.
 SUPERUSER_MAY = {"home", "rv-users", "node-list", "node-detail"}

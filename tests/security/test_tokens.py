@@ -111,3 +111,13 @@ def test_wrong_token_and_bad_bodies_are_4xx(client: Client) -> None:
     for body in ("false", "[]", "[null,null]", '{"username": null}', '"x"'):
         got = client.post("/api/v1/auth/token/", body, content_type="application/json")
         assert got.status_code == 400 and "message" in got.json(), body
+
+
+@pytest.mark.django_db
+def test_logout_without_a_token_is_a_400_not_a_500() -> None:
+    from rest_framework.test import APIClient
+
+    api = APIClient()
+    api.force_authenticate(make_user("nora", None))
+    got = api.post("/api/v1/auth/logout/")
+    assert got.status_code == 400 and "no API token" in got.json()["message"]
