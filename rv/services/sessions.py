@@ -34,13 +34,13 @@ from rv.models import (
     TreatmentMachine,
     VerificationStatus,
 )
-from rv.roles import RECORD, REVIEW_RECORD, require
+from rv.roles import REVIEW_RECORD, require
 from rv.services.audit import audit_record
 from rv.services.couch import couch_capture
 from rv.services.course_status import after_fraction, course_treatment_status_set
 from rv.services.esign import SignatureRefused, esign_refusal_audit, esign_verify
 from rv.services.plan_state import PlanState, plan_state
-from rv.services.setup_check import OverrideInput, day_rule, lock_target
+from rv.services.setup_check import OverrideInput, admit, day_rule, lock_target
 from rv.services.treatment_facts import (
     BeamInput,
     ChannelInput,
@@ -50,7 +50,7 @@ from rv.services.treatment_facts import (
     prepare,
     resolve,
 )
-from rv.treatment_request import SETTING_FIELDS, RequestInvalid, SessionRequest, check_request
+from rv.treatment_request import SETTING_FIELDS, SessionRequest
 
 User = AbstractBaseUser | AnonymousUser
 VS = VerificationStatus
@@ -81,14 +81,7 @@ def session_record(*, request: SessionRequest, recorded_by: User,
     be a delivery, a beam the plan lacks, identity not confirmed), Conflict (the fraction
     was recorded meanwhile, or the clearance was used), HardStop (a day beyond tomorrow).
     Nothing is saved when it raises."""
-    require(recorded_by, RECORD)
-    try:
-        check_request(request, recording=True)
-    except RequestInvalid as exc:
-        raise ValidationError(str(exc)) from None
-    if not request.identity_confirmed:
-        raise ValidationError("Confirm the patient's identity (name, date of birth, ID) "
-                              "before recording.")
+    admit(request=request, operator=recorded_by, recording=True)
     try:
         # The records' files are written before the commit: removed again if it rolls back.
         with files_removed_on_rollback():

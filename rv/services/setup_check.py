@@ -29,7 +29,13 @@ from rv.services.audit import audit_record
 from rv.services.esign import REFUSED, SignatureRefused, esign_refusal_audit, esign_verify
 from rv.services.plan_state import PlanState, plan_state
 from rv.services.treatment_facts import prepare, resolve
-from rv.treatment_request import RequestInvalid, SessionRequest, check_request
+from rv.treatment_request import (
+    BeamRequest,
+    ChannelRequest,
+    RequestInvalid,
+    SessionRequest,
+    check_request,
+)
 
 User = AbstractBaseUser | AnonymousUser
 OVERRIDE_REFUSED = REFUSED  # one refusal whatever was wrong (rv.services.esign)
@@ -56,6 +62,19 @@ class Target:
     state: PlanState
     number: int
     continuation: bool
+
+
+def admit(*, request: SessionRequest, operator: User, recording: bool) -> None:
+    """What both steps ask before touching the plan: the operator's role, input that can be
+    a set-up (a delivery, when recording), and the patient's identity confirmed."""
+    require(operator, RECORD)
+    try:
+        check_request(request, recording=recording)
+    except RequestInvalid as exc:
+        raise ValidationError(str(exc)) from None
+    if not request.identity_confirmed:
+        raise ValidationError("Confirm the patient's identity (name, date of birth, ID) "
+                              f"before {'recording' if recording else 'the set-up check'}.")
 
 
 def day_rule(*, appointment: Appointment | None, today: date, reason: str) -> None:
@@ -130,14 +149,7 @@ def setup_check(*, request: SessionRequest, checked_by: User,
     Conflict (the fraction was recorded meanwhile), HardStop (no override exists),
     VerificationFailed (overridable violations no override covers), OverrideRefused.
     Nothing is saved when it raises; refusals are audited in a transaction of their own."""
-    require(checked_by, RECORD)
-    try:
-        check_request(request, recording=False)
-    except RequestInvalid as exc:
-        raise ValidationError(str(exc)) from None
-    if not request.identity_confirmed:
-        raise ValidationError("Confirm the patient's identity (name, date of birth, ID) "
-                              "before the set-up check.")
+    admit(request=request, operator=checked_by, recording=False)
     try:
         return _check(request=request, checked_by=checked_by, override=override,
                       date_reason=date_reason, now=now or timezone.now())
@@ -170,8 +182,9 @@ def _check(*, request: SessionRequest, checked_by: User, override: OverrideInput
         left_b, left_c = t.state.left_beams(t.number), t.state.left_channels(t.number)
         beams, channels = resolve(request=SessionRequest(
             plan_id=t.plan.pk, machine=t.machine.name,
-            beams=tuple(_blank_beam(n) for n in sorted(left_b)),
-            channels=tuple(_blank_channel(k) for k in sorted(left_c))), state=t.state)
+            beams=tuple(BeamRequest(number=n) for n in sorted(left_b)),
+            channels=tuple(ChannelRequest(setup=k[0], channel=k[1]) for k in sorted(left_c))),
+            state=t.state)
     prepared = prepare(state=t.state, machine=t.machine, fraction_number=t.number,
                        continuation=t.continuation, beams=beams, channels=channels, now=now,
                        patient_id=request.patient_id)
@@ -220,18 +233,6 @@ def _check(*, request: SessionRequest, checked_by: User, override: OverrideInput
             "reason": override.reason.strip() if override else "",
             "violations": [x.as_dict() for x in violations]})
     return clearance
-
-
-def _blank_beam(number: int) -> Any:
-    from rv.treatment_request import BeamRequest
-
-    return BeamRequest(number=number)
-
-
-def _blank_channel(key: tuple[int, int]) -> Any:
-    from rv.treatment_request import ChannelRequest
-
-    return ChannelRequest(setup=key[0], channel=key[1])
 
 
 def _text(value: object) -> str:
