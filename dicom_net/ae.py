@@ -56,6 +56,9 @@ from pynetdicom.sop_class import (
     StudyRootQueryRetrieveInformationModelFind,
     StudyRootQueryRetrieveInformationModelGet,
     StudyRootQueryRetrieveInformationModelMove,
+    UnifiedProcedureStepPull,
+    UnifiedProcedureStepPush,
+    UnifiedProcedureStepQuery,
     Verification,
 )
 from pynetdicom.transport import RequestHandler, ThreadedAssociationServer
@@ -99,6 +102,9 @@ QR_SOP_CLASSES = [
     StudyRootQueryRetrieveInformationModelMove,
     StudyRootQueryRetrieveInformationModelGet,
 ]
+
+# PS3.4 Annex CC: the TDW-II worklist (handlers in dicom_net/ups.py). Watch and Event: not yet.
+UPS_SOP_CLASSES = [UnifiedProcedureStepPull, UnifiedProcedureStepPush, UnifiedProcedureStepQuery]
 
 UNCOMPRESSED_TRANSFER_SYNTAXES = [
     ExplicitVRLittleEndian,
@@ -384,7 +390,7 @@ def build_ae(*, ae_title: str | None = None) -> VerityAE:
         # objects; a plain Storage SCU keeps the default roles (we are the SCP).
         ae.add_supported_context(sop_class, STORAGE_TRANSFER_SYNTAXES,
                                  scu_role=True, scp_role=True)
-    for sop_class in QR_SOP_CLASSES:
+    for sop_class in QR_SOP_CLASSES + UPS_SOP_CLASSES:
         ae.add_supported_context(sop_class, QR_TRANSFER_SYNTAXES)
     return ae
 

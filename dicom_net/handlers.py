@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,7 +26,9 @@ from pynetdicom.events import Event
 from archive.errors import StoreError
 from dicom_net.models import AssociationLog, Node
 from dicom_net.qr import QR_HANDLERS
+from dicom_net.qr import handle_find as handle_qr_find
 from dicom_net.statuses import CANNOT_UNDERSTAND, NOT_AUTHORIZED, status_dataset
+from dicom_net.ups import UPS_CLASS_UIDS, UPS_HANDLERS, handle_ups_find
 from rv.ingest import object_receive
 
 log = logging.getLogger(__name__)
@@ -182,6 +185,14 @@ def handle_store(event: Event) -> Dataset | int:
     return 0x0000
 
 
+def handle_find(event: Event) -> Iterator[tuple[Any, Dataset | None]]:
+    """C-FIND: the worklist on a UPS context, the archive on a Query/Retrieve one."""
+    if str(event.context.abstract_syntax) in UPS_CLASS_UIDS:
+        yield from handle_ups_find(event)
+    else:
+        yield from handle_qr_find(event)
+
+
 HANDLERS = [
     (evt.EVT_ACCEPTED, handle_accepted),
     (evt.EVT_REJECTED, handle_rejected),
@@ -189,5 +200,7 @@ HANDLERS = [
     (evt.EVT_ABORTED, handle_aborted),
     (evt.EVT_C_ECHO, handle_echo),
     (evt.EVT_C_STORE, handle_store),
-    *QR_HANDLERS,
+    *[(e, h) for e, h in QR_HANDLERS if e is not evt.EVT_C_FIND],
+    (evt.EVT_C_FIND, handle_find),
+    *UPS_HANDLERS,
 ]

@@ -26,10 +26,23 @@ class Node(models.Model):
                                            help_text="may be named as a C-MOVE destination")
     receives_exports = models.BooleanField(default=False,
                                            help_text="gets our treatment records by C-STORE")
+    # IHE-RO TDW-II (issue 13): a Treatment Delivery Device claims and updates worklist
+    # steps (UPS N-ACTION / N-SET); tied to a machine, only that machine's steps.
+    ups_performer = models.BooleanField(
+        default=False, help_text="may claim, update and end UPS worklist steps (TDW-II TDD)")
+    treatment_machine = models.ForeignKey(
+        "rv.TreatmentMachine", null=True, blank=True, on_delete=models.PROTECT,
+        related_name="+", help_text="the machine whose steps it performs (any, if empty)")
+    # IHE-RO TDW-II (issue 13): a device whose final UPS update lacks attributes PS3.4
+    # Table CC.2.5-3 requires gets them supplied from the schedule (audited) instead of 0xC304.
+    ups_lenient = models.BooleanField(
+        default=False, help_text="UPS final state: supply missing performed-procedure "
+                                 "attributes from the schedule (audited) instead of refusing")
     description = models.CharField(max_length=200, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
-    ROLE_FIELDS = ("can_store", "can_query", "move_destination", "receives_exports")
+    ROLE_FIELDS = ("can_store", "can_query", "move_destination", "receives_exports",
+                   "ups_performer")
 
     class Meta:
         ordering = ["name"]

@@ -17,12 +17,22 @@ from dicom_net.models import Node
 @transaction.atomic
 def node_add(*, name: str, ae_title: str, host: str, port: int, can_store: bool = True,
              can_query: bool = True, move_destination: bool = False,
-             receives_exports: bool = False, description: str = "") -> Node:
+             receives_exports: bool = False, ups_performer: bool = False,
+             ups_lenient: bool = False, machine: str = "", description: str = "") -> Node:
+    from rv.models import TreatmentMachine
+
     if Node.objects.filter(name=name).exists():
         raise ValidationError(f"a node named {name!r} already exists")
+    treatment_machine = None
+    if machine:
+        treatment_machine = TreatmentMachine.objects.filter(name=machine).first()
+        if treatment_machine is None:
+            raise ValidationError(f"there is no treatment machine {machine!r}")
     node = Node(name=name, ae_title=ae_title.strip(), host=host, port=port,
                 can_store=can_store, can_query=can_query, move_destination=move_destination,
-                receives_exports=receives_exports, description=description)
+                receives_exports=receives_exports, ups_performer=ups_performer,
+                ups_lenient=ups_lenient, treatment_machine=treatment_machine,
+                description=description)
     node.full_clean()
     node.save()
     return node
@@ -31,7 +41,8 @@ def node_add(*, name: str, ae_title: str, host: str, port: int, can_store: bool 
 @transaction.atomic
 def node_update(*, node: Node, **changes: object) -> Node:
     """Change a node's AE title, address, roles or description (not its name)."""
-    allowed = {"ae_title", "host", "port", "description", *Node.ROLE_FIELDS}
+    allowed = {"ae_title", "host", "port", "description", "ups_lenient", "treatment_machine",
+               *Node.ROLE_FIELDS}
     unknown = set(changes) - allowed
     if unknown:
         raise ValidationError(f"cannot change {', '.join(sorted(unknown))}")

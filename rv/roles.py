@@ -51,6 +51,8 @@ class Action(StrEnum):
     RECORD_REVIEW = "review_record"  # review what a treatment record flagged
     EXPORT_RETRY = "export_retry"    # send a failed export again
     COUCH_CONFIRM = "confirm_couch"  # a second person confirms couch positions of fraction 1
+    WORKITEM_REVIEW = "review_workitem"  # release a continuation, clear a worklist flag
+    WORKITEM_RELEASE = "release_workitem"  # end a stale IN PROGRESS step a device holds
     # administration
     MANAGE_USERS = "manage_users"
     MANAGE_NODES = "manage_nodes"
@@ -82,6 +84,8 @@ PERMISSIONS: dict[Action, tuple[str, ...]] = {
     A.RECORD_REVIEW: (PHYSICIST, PHYSICIAN),
     A.EXPORT_RETRY: (ADMIN, PHYSICIST),
     A.COUCH_CONFIRM: (THERAPIST, PHYSICIST),
+    A.WORKITEM_REVIEW: (PHYSICIST, PHYSICIAN),
+    A.WORKITEM_RELEASE: (PHYSICIST,),
     A.MANAGE_USERS: (ADMIN,),
     A.MANAGE_NODES: (ADMIN,),
 }
@@ -104,7 +108,9 @@ _WORDS: dict[Action, str] = {
     A.RECORD_ASSIGN: "assign a treatment record to a plan",
     A.RECORD_REVIEW: "review what a treatment record flagged",
     A.EXPORT_RETRY: "send an export again",
-    A.COUCH_CONFIRM: "confirm captured couch positions", A.MANAGE_USERS: "manage users and roles",
+    A.COUCH_CONFIRM: "confirm captured couch positions",
+    A.WORKITEM_REVIEW: "review a worklist step", A.WORKITEM_RELEASE: "release a claimed step",
+    A.MANAGE_USERS: "manage users and roles",
     A.MANAGE_NODES: "manage DICOM nodes",
 }
 

@@ -27,6 +27,7 @@ from rv.models.treatment import (
     TerminationStatus,
     VerificationStatus,
 )
+from rv.models.workitem import Workitem
 
 __all__ = [
     "Appointment", "BeamDelivery", "ChannelDelivery", "ContentOrigin", "Override", "Session",
@@ -35,5 +36,5 @@ __all__ = [
     "DeviceRecord", "RTImageLink",
     "DoseReference", "FractionGroup", "FractionGroupBeam", "FractionGroupBrachySetup",
     "Patient", "Plan", "ToleranceTable", "TreatmentMachine",
-    "CouchReference", "MachineGroup", "SetupClearance",
+    "CouchReference", "MachineGroup", "SetupClearance", "Workitem",
 ]

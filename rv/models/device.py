@@ -43,6 +43,9 @@ class DeviceRecord(models.Model):
                              related_name="device_records")
     session = models.ForeignKey(Session, null=True, blank=True, on_delete=models.PROTECT,
                                 related_name="device_records")
+    workitem = models.ForeignKey("rv.Workitem", null=True, blank=True, on_delete=models.PROTECT,
+                                 related_name="device_records",
+                                 help_text="the TDW-II step it was delivered under")
     status = models.CharField(max_length=16, choices=Status.choices, db_index=True)
     # Each: {"beam", "field", "recorded", "device"} (reconciled with a console session)
     differences = models.JSONField(default=list, blank=True)

@@ -30,6 +30,10 @@ class TreatmentMachine(models.Model):
                                               help_text="absolute, in the beam's unit")
     meterset_tolerance_percent = models.FloatField(null=True, blank=True,
                                                    help_text="% of the specified meterset")
+    # IHE-RO TDW-II: the machine pulls its fractions from Verity's UPS worklist
+    # (rv.services.workitems makes a step for each appointment of an approved plan).
+    tdw_delivery = models.BooleanField(
+        default=False, help_text="a TDW-II Treatment Delivery Device: gets a UPS worklist")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -39,6 +39,7 @@ from rv.models import (
 from rv.roles import ASSIGN_RECORD, REVIEW_RECORD, require
 from rv.services.audit import audit_record
 from rv.services.sessions import BeamInput, ChannelInput, device_session_save, plan_state
+from rv.services.workitems import workitem_for_record
 from rv.treatment_request import SETTING_FIELDS
 from rv.verification import MachineSetting
 
@@ -211,6 +212,11 @@ def device_record_receive(*, instance: archive.models.Instance, dataset: Dataset
                      details={"referenced_plan": parsed.referenced_plan_uid,
                               "sop_instance_uid": instance.sop_instance_uid})
         return record
+    # TDW-II: the step it was delivered under (a record is stored whatever the step's state).
+    record.workitem = workitem_for_record(plan=plan, fraction_number=parsed.fraction_number,
+                                          calling_ae=calling_ae)
+    if record.workitem is not None:
+        record.save(update_fields=["workitem"])
     return _apply(record=record, plan=plan, sender=calling_ae, done=None)
 
 

@@ -14,6 +14,7 @@ from rv.roles import Action, require
 from rv.services.audit import audit_record
 from rv.services.esign import SignatureRefused, esign_refusal_audit, esign_verify
 from rv.services.plan_import import course_open
+from rv.services.workitems import worklist_sync
 
 User = AbstractBaseUser | AnonymousUser
 S = Plan.Status
@@ -36,6 +37,7 @@ def _transition(plan: Plan, *, user: User | None, to: str, action: str,
     plan.save(update_fields=["status", "status_before_hold", "approved_by", "approved_at"])
     audit_record(action=f"plan.{action.replace(' ', '_')}", obj=plan, user=user,
                  details={"from": before, "to": to, **(details or {})})
+    worklist_sync(plan=plan)  # a TDW-II machine's steps follow the plan's status
     return plan
 
 

@@ -13,6 +13,7 @@ from rv.errors import ValidationError
 from rv.models import Appointment, Plan, TreatmentMachine
 from rv.roles import SCHEDULE, require
 from rv.services.audit import audit_record
+from rv.services.workitems import worklist_sync
 
 User = AbstractBaseUser | AnonymousUser
 WEEKDAYS = (0, 1, 2, 3, 4)
@@ -66,6 +67,7 @@ def appointments_schedule(*, plan: Plan, machine: TreatmentMachine, start: date,
     audit_record(action="schedule.create", obj=plan, user=user, details={
         "machine": machine.name, "fractions": [a.fraction_number for a in made],
         "from": made[0].date.isoformat(), "to": made[-1].date.isoformat()})
+    worklist_sync(plan=plan)
     return made
 
 
@@ -81,6 +83,7 @@ def appointment_move(*, appointment: Appointment, user: User, to: date,
     appointment.save(update_fields=["date", "time"])
     audit_record(action="schedule.move", obj=appointment, user=user, details={
         "from": before, "to": (to.isoformat(), str(at or ""))})
+    worklist_sync(plan=appointment.plan)
     return appointment
 
 
@@ -95,4 +98,5 @@ def appointment_cancel(*, appointment: Appointment, user: User, reason: str = ""
     appointment.save(update_fields=["status"])
     audit_record(action="schedule.cancel", obj=appointment, user=user,
                  details={"reason": reason, "fraction_number": appointment.fraction_number})
+    worklist_sync(plan=appointment.plan)
     return appointment

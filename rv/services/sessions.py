@@ -50,6 +50,7 @@ from rv.services.treatment_facts import (
     prepare,
     resolve,
 )
+from rv.services.workitems import worklist_sync
 from rv.treatment_request import SETTING_FIELDS, SessionRequest
 
 User = AbstractBaseUser | AnonymousUser
@@ -254,6 +255,7 @@ def _save(*, plan: Plan, machine: TreatmentMachine, number: int, continuation: b
                      for c, _, _ in prepared.channels]})
     after_fraction(plan=plan, state=state, session=session, recorded_by=recorded_by,
                    username=username)
+    worklist_sync(plan=plan)  # the fraction's SCHEDULED step ends; a continuation is issued
     return session
 
 

@@ -29,6 +29,7 @@ from rv.services.audit import audit_record
 from rv.services.esign import REFUSED, SignatureRefused, esign_refusal_audit, esign_verify
 from rv.services.plan_state import PlanState, plan_state
 from rv.services.treatment_facts import prepare, resolve
+from rv.services.workitems import console_blocked_by
 from rv.treatment_request import (
     BeamRequest,
     ChannelRequest,
@@ -119,6 +120,12 @@ def lock_target(*, request: SessionRequest, plan: Plan | None = None) -> Target:
         raise ValidationError("That appointment is not for this plan.")
     state = plan_state(plan=locked)
     number, continuation = state.next_fraction()
+    claimed = console_blocked_by(plan=locked, fraction_number=number)
+    if claimed is not None:
+        raise Conflict(f"Fraction {number} of {locked.label} is being delivered by "
+                       f"{claimed.performer_ae} from the worklist (claimed at "
+                       f"{timezone.localtime(claimed.claimed_at):%H:%M}): the console cannot "
+                       "check or record it. A physicist can release a stale step.")
     wanted = request.fraction_number
     if wanted is None and appointment is not None:
         wanted = appointment.fraction_number

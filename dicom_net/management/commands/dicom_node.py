@@ -15,6 +15,8 @@ ROLE_FLAGS = {
     "query": "can_query",
     "move-destination": "move_destination",
     "exports": "receives_exports",
+    "worklist": "ups_performer",       # IHE-RO TDW-II: claims and updates worklist steps
+    "ups-lenient": "ups_lenient",      # supply missing UPS final-state attributes (audited)
 }
 
 
@@ -29,6 +31,8 @@ class Command(BaseCommand):
         add.add_argument("--host", required=True)
         add.add_argument("--port", required=True, type=int)
         add.add_argument("--description", default="")
+        add.add_argument("--machine", default="",
+                         help="the treatment machine whose worklist steps it performs")
         add.add_argument(
             "--roles", default="store,query",
             help="comma-separated, from: " + ", ".join(ROLE_FLAGS) + " (default store,query)")
@@ -56,6 +60,7 @@ class Command(BaseCommand):
                                f"choose from {', '.join(ROLE_FLAGS)}")
         node = node_add(name=options["name"], ae_title=options["ae"], host=options["host"],
                         port=options["port"], description=options["description"],
+                        machine=options["machine"],
                         **{field: flag in roles for flag, field in ROLE_FLAGS.items()})
         self.stdout.write(f"added {node}: {', '.join(_role_names(node)) or 'no roles'}")
 
