@@ -43,6 +43,7 @@ from pynetdicom.sop_class import (
     PatientRootQueryRetrieveInformationModelGet,
     PatientRootQueryRetrieveInformationModelMove,
     PositronEmissionTomographyImageStorage,
+    RTBeamsDeliveryInstructionStorage,
     RTBeamsTreatmentRecordStorage,
     RTBrachyTreatmentRecordStorage,
     RTDoseStorage,
@@ -81,6 +82,7 @@ STORAGE_SOP_CLASSES = [
     RTBrachyTreatmentRecordStorage,
     RTIonBeamsTreatmentRecordStorage,
     RTTreatmentSummaryRecordStorage,
+    RTBeamsDeliveryInstructionStorage,  # TDW-II: made by Verity, retrieved by the machine
     CTImageStorage,
     EnhancedCTImageStorage,
     MRImageStorage,

@@ -267,6 +267,9 @@ def workitem_cancel_request(*, uid: str, calling_ae: str, reason: str = "",
                              "Verity cannot reach: ask there, or a physicist releases it.")
         cancel_by_tms(wi=wi, reason=f"Cancel requested by {calling_ae}"
                       + (f": {reason}" if reason else "."), now=now)
+        # The schedule is Verity's: while the appointment stands, a new step replaces this
+        # one (cancel the appointment in Verity not to treat the fraction).
+        worklist_sync(plan=wi.plan, now=now)
     return UpsAnswer(0x0000)
 
 
