@@ -1,8 +1,10 @@
-"""What every record Verity builds shares: the plan's patient and study, Verity's own series,
-its equipment, the SOP Common module and the RT General Treatment Record module.
+"""What every record (and delivery instruction) Verity builds shares: the plan's patient and
+study, Verity's own series, its equipment, the SOP Common module and, for a record, the RT
+General Treatment Record module.
 
-Modules (PS3.3): C.7.1.1 Patient, C.7.2.1 General Study, C.8.8.1 RT Series, C.7.5.1 General
-Equipment, C.12.1 SOP Common, C.8.8.17 RT General Treatment Record. Patient and study are
+Modules (PS3.3): C.7.1.1 Patient, C.7.2.1 General Study, C.8.8.1 RT Series (C.7.3.1 General
+Series for a delivery instruction), C.7.5.1 General Equipment, C.12.1 SOP Common, C.8.8.17 RT
+General Treatment Record. Patient and study are
 copied from the plan's stored data set (the archive file of `plan.instance`), so a record
 joins the plan's patient and study in the archive index and Query/Retrieve finds it there.
 """
@@ -29,6 +31,7 @@ SOFTWARE_VERSIONS = "Verity record builders 1"
 # One Verity series per study for each kind (Series Description is how it is found again).
 RECORDS_SERIES = ("Verity treatment records", 9001)
 SUMMARY_SERIES = ("Verity treatment summaries", 9002)
+INSTRUCTIONS_SERIES = ("Verity delivery instructions", 9003)
 
 # PS3.3 C.7.1.1 Patient Module (and the Type 2 keys that must be present, even empty).
 _PATIENT = ("PatientName", "PatientID", "IssuerOfPatientID", "PatientBirthDate", "PatientSex",
@@ -90,26 +93,26 @@ def _copy(dst: Dataset, src: Dataset, keys: tuple[str, ...], type2: tuple[str, .
 _PATIENT_SEX = frozenset({"M", "F", "O"})
 
 
-def _series(study_uid: str, description: str) -> tuple[str, int]:
+def _series(study_uid: str, description: str, modality: str) -> tuple[str, int]:
     """Verity's series of this kind in the study: (Series Instance UID, next Instance Number).
-    The first record of a study makes a new series."""
+    The first instance of a study makes a new series."""
     series = archive.models.Series.objects.filter(
         study__study_instance_uid=study_uid, series_description=description,
-        modality="RTRECORD").order_by("pk").first()
+        modality=modality).order_by("pk").first()
     if series is None:
         return generate_uid(), 1
     return series.series_instance_uid, series.instances.count() + 1
 
 
-def new_record(*, plan: Plan, sop_class_uid: str, when: datetime,
-               series: tuple[str, int] = RECORDS_SERIES, plan_ds: Dataset | None = None,
-               ) -> Dataset:
-    """A record data set for `plan`'s patient and study with the shared modules filled:
-    Patient, General Study, RT Series, General Equipment, SOP Common, and of C.8.8.17 RT
-    General Treatment Record the Instance Number, Treatment Date / Time and the Referenced
-    RT Plan Sequence (a builder adds what is its own)."""
+def new_instance(*, plan: Plan, sop_class_uid: str, series: tuple[str, int], modality: str,
+                 plan_ds: Dataset | None = None, created: datetime | None = None) -> Dataset:
+    """A data set for `plan`'s patient and study in Verity's own series of this kind, with
+    the modules every object Verity builds shares filled: SOP Common (and its Instance
+    Number), Patient, General Study, the series' Modality, Series Instance UID, Number and
+    Description (General Series; RT Series for a record adds Operators' Name) and General
+    Equipment. `created`: the Instance Creation Date and Time (default now)."""
     src = plan_dataset(plan) if plan_ds is None else plan_ds
-    now = timezone.now()
+    now = timezone.now() if created is None else created
     ds = Dataset()
     # C.12.1 SOP Common. UTF-8 whatever the plan's character set: pydicom decoded the plan's
     # text, and a user's name may need more than the default repertoire.
@@ -123,20 +126,32 @@ def new_record(*, plan: Plan, sop_class_uid: str, when: datetime,
     if ds.PatientSex and str(ds.PatientSex) not in _PATIENT_SEX:
         ds.PatientSex = None
     _copy(ds, src, _STUDY, _STUDY_TYPE2)
-    # C.8.8.1 RT Series: Verity's own
+    # C.7.3.1 General Series / C.8.8.1 RT Series: Verity's own
     description, number = series
-    series_uid, instance_number = _series(str(src.StudyInstanceUID), description)
-    ds.Modality = "RTRECORD"
+    series_uid, instance_number = _series(str(src.StudyInstanceUID), description, modality)
+    ds.Modality = modality
     ds.SeriesInstanceUID = series_uid
     ds.SeriesNumber = number
     ds.SeriesDescription = description
-    ds.OperatorsName = None
     # C.7.5.1 General Equipment
     ds.Manufacturer = MANUFACTURER
     ds.SoftwareVersions = SOFTWARE_VERSIONS
     ds.StationName = settings.RV_AE_TITLE[:16]
-    # C.8.8.17 RT General Treatment Record
     ds.InstanceNumber = instance_number
+    return ds
+
+
+def new_record(*, plan: Plan, sop_class_uid: str, when: datetime,
+               series: tuple[str, int] = RECORDS_SERIES, plan_ds: Dataset | None = None,
+               ) -> Dataset:
+    """A record data set for `plan`'s patient and study with the shared modules filled:
+    Patient, General Study, RT Series, General Equipment, SOP Common, and of C.8.8.17 RT
+    General Treatment Record the Instance Number, Treatment Date / Time and the Referenced
+    RT Plan Sequence (a builder adds what is its own)."""
+    ds = new_instance(plan=plan, sop_class_uid=sop_class_uid, series=series,
+                      modality="RTRECORD", plan_ds=plan_ds)
+    ds.OperatorsName = None  # C.8.8.1 RT Series, Type 2
+    # C.8.8.17 RT General Treatment Record (and its Instance Number, set above)
     ds.TreatmentDate = da(when)
     ds.TreatmentTime = tm(when)
     ds.ReferencedRTPlanSequence = Sequence([referenced_plan(plan)])
