@@ -142,7 +142,8 @@ def _review_needed(*, state: PlanState, fraction: int) -> list[str]:
 def _issue(*, appointment: Appointment, plan: Plan, state: PlanState, delivery_type: str,
            now: datetime, replaces: Workitem | None = None) -> Workitem:
     """A new SCHEDULED step for the appointment's fraction, with its delivery instruction."""
-    from rv.records.delivery_instruction import beam_tasks, delivery_instruction_store
+    from rv.records.delivery_instruction import beam_tasks
+    from rv.services.delivery_instruction import delivery_instruction_store
 
     number = appointment.fraction_number
     tasks, omitted = beam_tasks(state=state, fraction_number=number)
@@ -215,6 +216,10 @@ def _desired(appointment: Appointment, states: dict[int, PlanState]
         return f"Plan {plan.label} is {plan.status.lower().replace('_', ' ')}."
     if plan.kind == Plan.Kind.BRACHY:
         return "Brachytherapy is not delivered through the TDW-II worklist."
+    if plan.fraction_groups.filter(number_of_beams__gt=0).count() > 1:
+        # An RT Beams Delivery Instruction names one fraction group; Verity counts fractions
+        # over the plan. Such a plan is treated at the console (docs/tdw-ii.md).
+        return (f"Plan {plan.label} has several fraction groups: treat it at the console.")
     if plan.pk not in states:
         states[plan.pk] = plan_state(plan=plan)
     state = states[plan.pk]
