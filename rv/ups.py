@@ -340,9 +340,9 @@ def nset_apply(*, item: Dataset, modification: Dataset, state: str,
     try:
         mod = deepcopy(modification)
         strip_command_elements(mod)
-        mod.decode()
+        _materialize(mod)
         result = deepcopy(item)
-        result.decode()
+        _materialize(result)
     except Exception as exc:  # an undecodable request is refused whole
         raise NSetRefused(PROCESSING_FAILURE, f"Cannot decode the N-SET data set: {exc}") from exc
     given = _text(mod, TRANSACTION_UID)
@@ -370,6 +370,17 @@ def nset_apply(*, item: Dataset, modification: Dataset, state: str,
     for tag in list(mod.keys()):
         result[tag] = deepcopy(mod[tag])
     return result
+
+
+def _materialize(ds: Dataset) -> None:
+    """Convert every raw (still encoded) element, at any depth, with its own data set's
+    character set, so values can move between data sets. Not Dataset.decode(): that
+    re-decodes in-memory person names and garbles any non-ASCII one."""
+    for tag in list(ds.keys()):
+        elem = ds[tag]
+        if elem.VR == "SQ":
+            for sub in elem.value or []:
+                _materialize(sub)
 
 
 def _same_charset(given: Any, stored: Any) -> bool:

@@ -420,7 +420,10 @@ def _temporal_match(vr: str, wanted: str, have: str, zones: _Zones) -> bool:
         return wanted.strip() == have.strip()  # a malformed stored value: literal only
     low, high = period
     instant = value[0]
-    return (low is None or low <= instant) and (high is None or instant <= high)
+    try:
+        return (low is None or low <= instant) and (high is None or instant <= high)
+    except (OverflowError, TypeError):  # the ends of time, or mixed naive/aware: no match
+        return False
 
 
 # ---------------------------------------------------------------- C-FIND and N-GET
@@ -487,7 +490,12 @@ def nget(requested: Iterable[int] | None, item: Dataset) -> Dataset:
     """The N-GET attribute list (PS3.4 CC.2.7.3): the requested tags the item has (all of
     the item when `requested` is None or empty), never the Transaction UID nor group 0000;
     Specific Character Set comes along whenever the item has one, so the text decodes."""
-    tags = [Tag(t) for t in requested] if requested else [BaseTag(t) for t in list(item.keys())]
+    tags: list[BaseTag] = []
+    for t in requested or list(item.keys()):
+        try:
+            tags.append(Tag(t))
+        except (ValueError, OverflowError, TypeError):
+            continue  # not a tag: nothing to return for it
     out = Dataset()
     for tag in tags:
         if int(tag) == TRANSACTION_UID or tag.group == COMMAND_GROUP or tag not in item:

@@ -300,7 +300,7 @@ def test_response_holds_exactly_what_was_asked() -> None:
     item = workitem(transaction_uid=CLAIM_UID)
     q = _with(tdd_query(), TransactionUID="", ReferencedRequestSequence=Sequence())
     rsp = ups.response(q, item)
-    asked = {t for t in q.keys()} - {0x00081195}
+    asked = set(q.keys()) - {0x00081195}
     assert set(rsp.keys()) == asked | {0x00080005}
     assert "TransactionUID" not in rsp
     assert rsp.PatientName == "Müller^Anna" and rsp.SpecificCharacterSet == "ISO_IR 192"
@@ -315,8 +315,8 @@ def test_response_holds_exactly_what_was_asked() -> None:
 
 
 def test_response_absent_keys_are_zero_length_with_their_vr() -> None:
-    rsp = ups.response(_with(Dataset(), PatientComments="", ScheduledProcedureStepExpirationDateTime=""),
-                       workitem())
+    q = _with(Dataset(), PatientComments="", ScheduledProcedureStepExpirationDateTime="")
+    rsp = ups.response(q, workitem())
     assert rsp["PatientComments"].VR == "LT" and rsp.PatientComments in ("", None)
     assert rsp["ScheduledProcedureStepExpirationDateTime"].VR == "DT"
 
@@ -444,7 +444,7 @@ def test_an_item_matches_an_identifier_of_its_own_values(item: Dataset, which: s
 def test_dropping_keys_never_loses_a_match(item: Dataset, drop: list[int]) -> None:
     q = deepcopy(item)
     assume(ups.matches(q, item))
-    tags = list(q.keys())
+    tags = [t for t in list(q.keys()) if t != 0x00080201]  # the offset qualifies keys, is none
     for i in drop:
         if tags and tags[i % len(tags)] in q:
             del q[tags[i % len(tags)]]
