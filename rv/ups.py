@@ -146,7 +146,10 @@ class Transition:
     new_state: str | None
 
 
-_UID = re.compile(r"(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*")
+# The characters and length of a UI value (PS3.5 6.2, 9.1). Components with a leading zero
+# are tolerated: the Transaction UID is only compared, and a device's sloppy UID must not
+# keep a fraction from being treated.
+_UID = re.compile(r"[0-9]+(\.[0-9]+)*")
 
 
 def _uid_ok(uid: str) -> bool:
@@ -181,6 +184,8 @@ def change_state(*, current: str | None, requested: str, transaction_uid: str,
     value that is no state at all is 0x0115 (PS3.7 N-ACTION: invalid argument value)."""
     if current is None:
         return _refuse(NO_SUCH_UPS)
+    if current not in STATES:
+        return _refuse(PROCESSING_FAILURE, f"The UPS is in an unknown state {current!r}")
     requested = (requested or "").strip()
     given = (transaction_uid or "").strip()
     right = bool(given) and given == (recorded_uid or "").strip()
@@ -211,9 +216,7 @@ def change_state(*, current: str | None, requested: str, transaction_uid: str,
         return Transition(SUCCESS, f"{IN_PROGRESS} -> {requested}", requested)
     if current == requested and right:
         return _refuse(ALREADY_CANCELED if current == CANCELED else ALREADY_COMPLETED_WARNING)
-    if current in FINAL_STATES:
-        return _refuse(MAY_NO_LONGER_BE_UPDATED, f"The UPS is already {current}")
-    return _refuse(PROCESSING_FAILURE, f"The UPS is in an unknown state {current!r}")
+    return _refuse(MAY_NO_LONGER_BE_UPDATED, f"The UPS is already {current}")
 
 
 def request_cancel(*, current: str | None, performer_reachable: bool) -> Transition:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pydicom.datadict import tag_for_keyword
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
@@ -93,3 +94,19 @@ def tdd_query(*, station: str = "TRUEBEAM1", state: str = "SCHEDULED",
     q.ScheduledProcessingParametersSequence = Sequence()
     q.WorklistLabel = ""
     return q
+
+
+def progress_item(percent: str, description: str = "", **more: object) -> Dataset:
+    info = Dataset()
+    info.ProcedureStepProgress = percent
+    if description:
+        info.ProcedureStepProgressDescription = description
+    for keyword, value in more.items():
+        setattr(info, keyword, value)
+    return info
+
+
+def tag_of(keyword: str) -> int:
+    tag = tag_for_keyword(keyword)
+    assert tag is not None, keyword
+    return int(tag)
