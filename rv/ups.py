@@ -1,8 +1,8 @@
 """The pure rules of Verity's Unified Procedure Step SCP, Verity being the IHE-RO TDW-II
-Treatment Management System (PS3.4 Annex CC; /work/shared/TDW-II.md). pydicom only: no
+Treatment Management System (PS3.4 Annex CC; IHE-RO TDW-II RO-58..RO-65). pydicom only: no
 ORM, no networking. A workitem is a whole pydicom Dataset; the services keep it (as DICOM
 JSON) and call these functions; the handlers turn NSetRefused and Transition into DIMSE
-statuses with an Error Comment.
+statuses with an Error Comment (cut to 64 characters: it is LO).
 
 - the state machine, PS3.4 Table CC.1.1-2 (change_state, request_cancel) and the lock the
   Transaction UID puts on N-SET (nset_gate, CC.2.6.2 / CC.2.6.3);
