@@ -13,6 +13,7 @@ from rv.views import machines as machine_settings
 from rv.views import plans as plan_views
 from rv.views import treat as treat_views
 from rv.views import users as user_views
+from rv.views import worklist as worklist_views
 
 register_converter(NameConverter, "name")
 
@@ -29,6 +30,10 @@ urlpatterns = [
     path("machines/<int:pk>/meterset-policy/", machine_settings.meterset_policy,
          name="rv-machine-meterset"),
     path("machines/groups/", machine_settings.group_save, name="rv-machine-group"),
+    path("machines/<int:pk>/tdw/", machine_settings.tdw_delivery, name="rv-machine-tdw"),
+    path("machines/<int:pk>/worklist/", worklist_views.worklist, name="rv-machine-worklist"),
+    path("workitems/<int:pk>/review/", worklist_views.review, name="rv-workitem-review"),
+    path("workitems/<int:pk>/release/", worklist_views.release, name="rv-workitem-release"),
     path("sessions/<int:pk>/review/", treat_views.review, name="rv-session-review"),
     path("plans/<int:pk>/couch/confirm/", treat_views.couch_confirm, name="rv-couch-confirm"),
     path("plans/<int:pk>/schedule/", console_views.schedule, name="rv-plan-schedule"),

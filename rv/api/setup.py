@@ -91,7 +91,8 @@ class MachineSerializer(serializers.ModelSerializer):
     class Meta:
         model = TreatmentMachine
         fields = ["id", "name", "manufacturer", "model_name", "meterset_tolerance_mu",
-                  "meterset_tolerance_percent", "groups"]
+                  "meterset_tolerance_percent", "tdw_delivery", "groups"]
+        read_only_fields = ["tdw_delivery"]
 
 
 PolicyIn = inline_serializer("MetersetPolicyRequest", {

@@ -2,7 +2,7 @@ from django.urls import include, path
 from rest_framework import permissions
 from rest_framework.routers import APIRootView, DefaultRouter
 
-from rv.api import auth, history, plans, setup, treatment
+from rv.api import auth, history, plans, setup, treatment, workitems
 
 
 class RootView(APIRootView):
@@ -26,6 +26,7 @@ router.register("machine-groups", setup.MachineGroupViewSet, basename="machine-g
 router.register("appointments", treatment.AppointmentViewSet, basename="appointment")
 router.register("audit-events", treatment.AuditEventViewSet, basename="audit-event")
 router.register("records", history.RecordViewSet, basename="record")
+router.register("workitems", workitems.WorkitemViewSet, basename="workitem")
 
 urlpatterns = [
     path("auth/token/", auth.TokenView.as_view(), name="api-token"),

@@ -342,8 +342,9 @@ def workitem_review(*, workitem: Workitem, user: User, password: str, comment: s
 
 @transaction.atomic
 def _review(*, pk: int, user: User, comment: str) -> Workitem:
-    wi = Workitem.objects.select_for_update().select_related("plan", "machine",
-                                                              "appointment").get(pk=pk)
+    # of=self: the appointment is an outer join, which PostgreSQL will not lock
+    wi = (Workitem.objects.select_for_update(of=("self",))
+          .select_related("plan", "machine", "appointment").get(pk=pk))
     if not wi.review_reasons:
         raise ValidationError("This step flagged nothing to review.")
     if wi.reviewed_at is not None:

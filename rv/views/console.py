@@ -4,6 +4,7 @@ and the record are rv.views.treat. Thin doors into rv.services.schedule."""
 from __future__ import annotations
 
 from datetime import date
+from typing import cast
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -19,6 +20,7 @@ from rv.roles import MESSAGES, RECORD, Action, can, may
 from rv.selectors import day_list
 from rv.services import schedule as schedule_services
 from rv.views.access import requires
+from rv.worklist_selectors import appointment_steps
 
 
 @login_required
@@ -54,8 +56,14 @@ def _day(request: HttpRequest) -> date:
 def day(request: HttpRequest, machine: str) -> HttpResponse:
     m = get_object_or_404(TreatmentMachine, name=machine)
     when = _day(request)
+    rows = day_list(machine_id=m.pk, day=when)
+    if m.tdw_delivery:  # each appointment's worklist step (TDW-II)
+        ids = [cast(Appointment, row["appointment"]).pk for row in rows]
+        steps = appointment_steps(appointment_ids=ids)
+        for row, pk in zip(rows, ids, strict=True):
+            row["step"] = steps.get(pk)
     return render(request, "rv/day_list.html", {
-        "machine": m, "day": when, "rows": day_list(machine_id=m.pk, day=when),
+        "machine": m, "day": when, "rows": rows,
         "may_record": may(request.user, RECORD)})
 
 

@@ -1,5 +1,6 @@
 """Treatment machines as a physicist sets them up for verification: the meterset tolerance
-policy and beam-matched groups. Thin doors into rv.services.machines."""
+policy, beam-matched groups and whether the machine takes its work from the TDW-II worklist.
+Thin doors into rv.services.machines and rv.services.workitems."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from rv.errors import DomainError
 from rv.models import MachineGroup, TreatmentMachine
 from rv.roles import EDIT_TOLERANCE, Action, may
 from rv.services.machines import machine_group_save, machine_meterset_policy_set
+from rv.services.workitems import machine_tdw_set
 from rv.treatment_request import RequestInvalid, number
 from rv.views.access import requires
 
@@ -21,7 +23,8 @@ def machines(request: HttpRequest) -> HttpResponse:
     return render(request, "rv/machines.html", {
         "machines": TreatmentMachine.objects.prefetch_related("groups").order_by("name"),
         "groups": MachineGroup.objects.prefetch_related("machines").order_by("name"),
-        "may_edit": may(request.user, EDIT_TOLERANCE)})
+        "may_edit": may(request.user, EDIT_TOLERANCE),
+        "may_edit_machine": may(request.user, Action.MACHINE_EDIT)})
 
 
 @requires(Action.CLINICAL_READ)
@@ -54,4 +57,22 @@ def group_save(request: HttpRequest) -> HttpResponseRedirect:
         messages.error(request, exc.message)
     else:
         messages.success(request, f"Beam-matched group {group.name} saved.")
+    return redirect("rv-machines")
+
+
+@requires(Action.CLINICAL_READ)
+@require_POST
+def tdw_delivery(request: HttpRequest, pk: int) -> HttpResponseRedirect:
+    """Mark the machine a TDW-II delivery device (it pulls its fractions from the worklist),
+    or no longer (its open steps are cancelled)."""
+    machine = get_object_or_404(TreatmentMachine, pk=pk)
+    enabled = request.POST.get("tdw_delivery") == "on"
+    try:
+        machine_tdw_set(machine=machine, enabled=enabled, user=request.user)
+    except DomainError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, f"{machine.name} " + (
+            "takes its fractions from the TDW-II worklist." if enabled
+            else "no longer takes its fractions from the worklist."))
     return redirect("rv-machines")

@@ -28,6 +28,7 @@ from rv.services.couch import couch_reference_confirm
 from rv.services.plan_state import plan_state
 from rv.services.sessions import session_record, session_review
 from rv.services.setup_check import OverrideInput, setup_check
+from rv.services.workitems import console_blocked_by
 from rv.treatment_request import (
     PLANNED_KEY,
     SETTING_FIELDS,
@@ -163,6 +164,7 @@ def check(request: HttpRequest, machine: str, pk: int) -> HttpResponse:
         "machine": m, "appointment": appointment, "plan": plan, "patient": plan.patient,
         "beams": beams, "channels": channels, "number": num, "continuation": continuation,
         "violations": violations, "keys": keys, "hard": hard, "post": post,
+        "claimed": console_blocked_by(plan=plan, fraction_number=num),
         "other_day": appointment.date != timezone.localdate(),
         "may_record": may(request.user, RECORD)})
 
@@ -204,6 +206,7 @@ def record(request: HttpRequest, machine: str, pk: int) -> HttpResponse:
         "machine": m, "appointment": appointment, "plan": plan, "patient": plan.patient,
         "beams": beams, "channels": channels, "number": num, "continuation": continuation,
         "terminations": TerminationStatus.choices, "clearance": clearance, "post": post,
+        "claimed": console_blocked_by(plan=plan, fraction_number=num),
         "other_day": appointment.date != timezone.localdate(),
         "may_record": may(request.user, RECORD)})
 
