@@ -32,6 +32,7 @@ from rv.services.workitem_actions import (
     workitem_update,
     worklist_find,
 )
+from rv.ups import IDENTIFIER_DOES_NOT_MATCH, InvalidIdentifier
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +111,9 @@ def handle_ups_find(event: Event) -> Iterator[tuple[Any, Dataset | None]]:
                 yield CANCEL, None
                 return
             yield PENDING, match
+    except InvalidIdentifier as exc:
+        log.info("UPS C-FIND from %s refused: %s", _calling(event), exc)
+        yield status_dataset(IDENTIFIER_DOES_NOT_MATCH, f"bad key: {exc}"), None
     except DatabaseError as exc:
         log.error("UPS C-FIND from %s failed: %s", _calling(event), exc)
         yield status_dataset(UNABLE_TO_PROCESS, "the worklist is unavailable"), None

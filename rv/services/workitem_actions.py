@@ -124,7 +124,7 @@ def workitem_get(*, uid: str, requested: list[int] | None) -> UpsAnswer:
     """N-GET: the attributes asked for (all when none), never the Transaction UID."""
     wi = _find(uid)
     if wi is None:
-        return UpsAnswer(ups.C307, f"No worklist step {uid.strip()[:64]} here.")
+        return UpsAnswer(ups.NO_SUCH_UPS, f"No worklist step {uid.strip()[:64]} here.")
     readiness_refresh(wi=wi)
     return UpsAnswer(0x0000, dataset=ups.nget(requested, workitem_ds(wi)))
 
@@ -139,7 +139,7 @@ def workitem_state_change(*, uid: str, requested: str, transaction_uid: str, cal
     requested = requested.strip().upper()
     wi = _find(uid)
     if wi is None:
-        return UpsAnswer(ups.C307, f"No worklist step {uid.strip()[:64]} here.")
+        return UpsAnswer(ups.NO_SUCH_UPS, f"No worklist step {uid.strip()[:64]} here.")
     if requested == W.State.IN_PROGRESS:
         return _claim(pk=wi.pk, transaction_uid=transaction_uid.strip(),
                       calling_ae=calling_ae, now=now)
@@ -173,7 +173,7 @@ def _claim(*, pk: int, transaction_uid: str, calling_ae: str, now: datetime) -> 
             .select_related("checked_by").order_by("-checked_at").first())
     if hold is not None:
         who = hold.checked_by.get_username() if hold.checked_by else "the console"
-        return UpsAnswer(ups.C302, f"Fraction {wi.fraction_number} is being treated at the "
+        return UpsAnswer(ups.ALREADY_IN_PROGRESS, f"Fraction {wi.fraction_number} is being treated at the "
                          f"console (set-up checked by {who} at "
                          f"{timezone.localtime(hold.checked_at):%H:%M}).")
     state = plan_state(plan=wi.plan)
@@ -214,12 +214,16 @@ def _end(*, pk: int, requested: str, transaction_uid: str, calling_ae: str, leni
                          recorded_uid=wi.transaction_uid, final_state_met=not problems)
     if t.new_state is None:
         comment = t.comment
-        if t.status == ups.C304 and problems:
+        if t.status == ups.FINAL_STATE_NOT_MET and problems:
             comment = f"{t.comment}: missing {', '.join(problems)}"
         return UpsAnswer(t.status, comment[:1024])
     wi.state, wi.finished_at, wi.lenient_supplied = t.new_state, now, supplied
     if requested == W.State.CANCELED:
-        wi.cancel_reason = ups.discontinuation(ds)[0] or "Canceled by the device."
+        info = (ds.get("ProcedureStepProgressInformationSequence") or [Dataset()])[0]
+        reason = str(info.get("ReasonForCancellation", "") or "").strip()
+        meaning = ups.discontinuation(ds)[0]
+        wi.cancel_reason = "; ".join(x for x in (reason, meaning) if x) or \
+            "Canceled by the device."
     wi.review_reasons = list(wi.review_reasons) + _output_problems(wi, ds, requested)
     _store_ds(wi, ds)
     wi.save()
@@ -255,16 +259,16 @@ def workitem_cancel_request(*, uid: str, calling_ae: str, reason: str = "",
     now = now or timezone.now()
     wi = _find(uid)
     if wi is None:
-        return UpsAnswer(ups.C307, f"No worklist step {uid.strip()[:64]} here.")
+        return UpsAnswer(ups.NO_SUCH_UPS, f"No worklist step {uid.strip()[:64]} here.")
     with transaction.atomic():
         wi = _lock(wi.pk)
-        if wi.state == W.State.CANCELED:
-            return UpsAnswer(ups.B304, "The step is already CANCELED.")
-        if wi.state == W.State.COMPLETED:
-            return UpsAnswer(ups.C311, "The step is already COMPLETED.")
-        if wi.state == W.State.IN_PROGRESS:
-            return UpsAnswer(ups.C312, f"The step is IN PROGRESS at {wi.performer_ae}, which "
-                             "Verity cannot reach: ask there, or a physicist releases it.")
+        t = ups.request_cancel(current=wi.state, performer_reachable=False)
+        if t.new_state is None:
+            if wi.state == W.State.IN_PROGRESS:
+                return UpsAnswer(t.status, f"The step is IN PROGRESS at {wi.performer_ae}, "
+                                 "which Verity cannot reach: ask there, or a physicist "
+                                 "releases it.")
+            return UpsAnswer(t.status, t.comment)
         cancel_by_tms(wi=wi, reason=f"Cancel requested by {calling_ae}"
                       + (f": {reason}" if reason else "."), now=now)
         # The schedule is Verity's: while the appointment stands, a new step replaces this
@@ -283,25 +287,21 @@ def workitem_update(*, uid: str, modification: Dataset, calling_ae: str,
     now = now or timezone.now()
     ups.strip_command_elements(modification)
     given = str(modification.get("TransactionUID", "") or "").strip()
-    if "TransactionUID" in modification:
-        del modification.TransactionUID
     wi = _find(uid)
     if wi is None:
-        return UpsAnswer(ups.C307, f"No worklist step {uid.strip()[:64]} here.")
+        return UpsAnswer(ups.NO_SUCH_UPS, f"No worklist step {uid.strip()[:64]} here.")
     with transaction.atomic():
         wi = Workitem.objects.select_for_update().select_related("machine").get(pk=wi.pk)
-        if wi.state in (W.State.COMPLETED, W.State.CANCELED):
-            return UpsAnswer(ups.C300, f"The step is {wi.state}: it may no longer be updated.")
+        gate = ups.nset_gate(state=wi.state, transaction_uid=given,
+                             recorded_uid=wi.transaction_uid)
+        if gate.status != ups.SUCCESS:
+            return UpsAnswer(gate.status, gate.comment)
         if wi.state == W.State.SCHEDULED:
-            if given:
-                return UpsAnswer(ups.C301, "A SCHEDULED step has no Transaction UID yet.")
             return UpsAnswer(NOT_AUTHORIZED, "The schedule is Verity's: a SCHEDULED step "
                              "changes at Verity's console, not by N-SET.")
-        if given != wi.transaction_uid:
-            return UpsAnswer(ups.C301, "The Transaction UID is not the one this step was "
-                             "claimed with.")
         try:
-            ds = ups.nset_apply(item=workitem_ds(wi), modification=modification, state=wi.state)
+            ds = ups.nset_apply(item=workitem_ds(wi), modification=modification,
+                                state=wi.state, recorded_uid=wi.transaction_uid)
         except ups.NSetRefused as exc:
             return UpsAnswer(exc.status, exc.comment)
         p = ups.progress(ds)
@@ -315,7 +315,8 @@ def workitem_update(*, uid: str, modification: Dataset, calling_ae: str,
         wi.save()
         audit_record(action="workitem.update", obj=wi, username=calling_ae, details={
             "sop_instance_uid": wi.sop_instance_uid,
-            "attributes": sorted({e.keyword or str(e.tag) for e in modification}),
+            "attributes": sorted({e.keyword or str(e.tag) for e in modification
+                                  if e.tag.group != 0 and e.keyword != "TransactionUID"}),
             "progress": {"percent": p.percent, "beam": p.beam_number,
                          "description": p.description[:200]}})
     return UpsAnswer(0x0000)

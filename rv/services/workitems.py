@@ -37,7 +37,7 @@ from rv.models import (
 from rv.records.common import plan_dataset
 from rv.records.workitem import InputRef, StepFacts, cancellation_progress, workitem_dataset
 from rv.roles import Action, require
-from rv.selectors import plan_to_treat
+from rv.selectors import plan_newest_revision, plan_to_treat
 from rv.services.audit import audit_record
 from rv.services.esign import SignatureRefused, esign_refusal_audit, esign_verify
 from rv.services.plan_state import PlanState, plan_state
@@ -238,7 +238,8 @@ def worklist_sync(*, plan: Plan | None = None, now: datetime | None = None) -> S
     caller's transaction (the schedule and plan services call it)."""
     now = now or timezone.now()
     result = SyncResult()
-    chain = [p.pk for p in plan.revision_chain()] if plan is not None else None
+    chain = ([p.pk for p in plan_newest_revision(plan=plan).revision_chain()]
+             if plan is not None else None)
     appointments = Appointment.objects.filter(status__in=OPEN_APPOINTMENT).select_related(
         "machine", "plan")
     items = Workitem.objects.filter(state__in=(W.State.SCHEDULED, W.State.IN_PROGRESS)) \
@@ -274,6 +275,9 @@ def worklist_sync(*, plan: Plan | None = None, now: datetime | None = None) -> S
                 continue
             why = _why_replaced(current, appointment, target, kind)
             result.cancelled.append(cancel_by_tms(wi=current, reason=why, now=now))
+        if current is None:  # the step this one follows, cancelled earlier (by anyone)
+            current = (Workitem.objects.filter(appointment=appointment, state=W.State.CANCELED)
+                       .order_by("-finished_at", "-id").first())
         result.created.append(_issue(appointment=appointment, plan=target, state=state,
                                      delivery_type=kind, now=now, replaces=current))
     for appointment_id, wi in open_items.items():

@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from pydicom.dataset import Dataset
+from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
-from pydicom.uid import RTBeamsTreatmentRecordStorage, generate_uid
+from pydicom.uid import ExplicitVRLittleEndian, RTBeamsTreatmentRecordStorage, generate_uid
 from pynetdicom import AE, evt
 from pynetdicom.association import Association
 from pynetdicom.sop_class import (
@@ -171,6 +171,8 @@ class Tdd:
             assoc.release()
 
     def store(self, ds: Dataset) -> int:
+        ds.file_meta = FileMetaDataset()
+        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
         assoc = self.associate()
         try:
             status = assoc.send_c_store(ds)

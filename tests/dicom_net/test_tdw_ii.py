@@ -47,7 +47,7 @@ from tests.rv.records import beams_record
 from tests.rv.treat import BeamInput, session_record
 
 pytestmark = pytest.mark.django_db(transaction=True)
-MU = 250.0
+MU = 251.0  # beam 1 of the test plan
 
 
 def _user(name: str, role: str) -> User:
@@ -113,7 +113,7 @@ def test_a_device_treats_a_fraction_through_the_whole_flow(clinic) -> None:  # t
     assert item.InputReadinessState == "READY"
     assert item.ProcedureStepLabel == f"Fraction 1 of {plan.label}"
     assert "TransactionUID" not in item
-    assert "ScheduledStationNameCodeSequence" not in item  # only what was asked for
+    assert "ScheduledProcedureStepPriority" not in item  # only what was asked for
     params = {p.ConceptNameCodeSequence[0].CodeValue: p for p in
               item.ScheduledProcessingParametersSequence}
     assert params["121740"].TextValue == "TREATMENT"
@@ -256,8 +256,9 @@ def test_n_set_rules(clinic) -> None:  # type: ignore[no-untyped-def]
     plan, tdd = clinic["plan"], clinic["tdd"]
     uid = _step(plan).sop_instance_uid
     txn = new_transaction_uid()
-    # a SCHEDULED step: no Transaction UID yet, and the schedule is Verity's
-    assert tdd.nset(uid, progress(txn, percent=1))[0].Status == 0xC301
+    # a SCHEDULED step: no Transaction UID yet (C310), and the schedule is Verity's (0x0124)
+    assert tdd.nset(uid, progress(txn, percent=1))[0].Status == 0xC310
+    assert tdd.nset(uid, progress("", percent=1))[0].Status == 0x0124
     assert tdd.action(uid, "IN PROGRESS", txn).Status == 0x0000
     assert tdd.nset(uid, progress(new_transaction_uid(), percent=5))[0].Status == 0xC301
     # Procedure Step State cannot be set; nothing of the request is applied
@@ -310,7 +311,7 @@ def test_a_partial_delivery_yields_a_continuation_after_review(clinic) -> None: 
     # the continuation delivers the rest and completes the fraction
     txn2 = new_transaction_uid()
     assert tdd.action(cont.sop_instance_uid, "IN PROGRESS", txn2).Status == 0x0000
-    rest = _record(plan, delivered=150.0, specified=MU, kind="CONTINUATION")
+    rest = _record(plan, delivered=151.0, specified=MU, kind="CONTINUATION")
     assert tdd.store(rest) == 0x0000
     now = timezone.localtime()
     assert tdd.nset(cont.sop_instance_uid, final_update(

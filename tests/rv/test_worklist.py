@@ -27,7 +27,7 @@ from rv.services.workitem_actions import (
     worklist_find,
 )
 from rv.services.workitems import machine_tdw_set, workitem_release, workitem_review
-from tests.rv.conftest import PASSWORD, machine_of, make_user, receive_plan
+from tests.rv.conftest import PASSWORD, machine_of, receive_plan
 from tests.rv.plans import part10
 from tests.rv.records import beams_record
 from tests.rv.treat import BeamInput, session_record
@@ -95,7 +95,7 @@ def test_hold_retire_and_release_keep_the_worklist_true(setup, therapist, physic
     plan_release_hold(plan=plan, user=physicist)
     again = _open(plan)
     assert [w.fraction_number for w in again] == [1, 2]
-    assert [w.replaces_id for w in again] == [None, None]
+    assert all(w.replaces is not None and w.replaces.state == "CANCELED" for w in again)
     plan_retire(plan=plan, user=physicist, reason="done")
     assert _open(plan) == []
 
@@ -132,7 +132,7 @@ def test_the_console_and_a_device_never_hold_one_fraction(setup, therapist) -> N
     with pytest.raises(Conflict, match="LINAC1"):
         session_record(plan=plan, machine=machine, recorded_by=therapist,
                        identity_confirmed=True,
-                       beams=[BeamInput(beam=plan.beams.get(), delivered_meterset=250.0)])
+                       beams=[BeamInput(beam=plan.beams.get(), delivered_meterset=251.0)])
 
 
 def test_the_console_recording_a_fraction_ends_its_step(setup, therapist) -> None:  # type: ignore[no-untyped-def]
@@ -140,7 +140,7 @@ def test_the_console_recording_a_fraction_ends_its_step(setup, therapist) -> Non
     _schedule(plan, machine, therapist)
     first = _open(plan)[0]
     session_record(plan=plan, machine=machine, recorded_by=therapist, identity_confirmed=True,
-                   beams=[BeamInput(beam=plan.beams.get(), delivered_meterset=250.0)])
+                   beams=[BeamInput(beam=plan.beams.get(), delivered_meterset=251.0)])
     first.refresh_from_db()
     assert first.state == "CANCELED" and "done" in first.cancel_reason
     assert [w.fraction_number for w in _open(plan)] == [2]
@@ -164,7 +164,7 @@ def test_a_physicist_releases_a_stale_claim(setup, therapist, physicist) -> None
     # the fraction is free again: a new step, and the console may record it
     assert _open(plan)[0].replaces == first
     session_record(plan=plan, machine=machine, recorded_by=therapist, identity_confirmed=True,
-                   beams=[BeamInput(beam=plan.beams.get(), delivered_meterset=250.0)])
+                   beams=[BeamInput(beam=plan.beams.get(), delivered_meterset=251.0)])
 
 
 def _final_update(wi: Workitem, txn: str, outputs: list[str]) -> None:
@@ -223,7 +223,7 @@ def test_a_referenced_record_that_never_arrived_is_flagged(setup, therapist, phy
     txn = _claim(first)
     now = timezone.localtime()
     record = beams_record(plan=plan, fraction=1, date=f"{now:%Y%m%d}", time=f"{now:%H%M%S}",
-                          beams=[{"beam": 1, "delivered": 250.0}])
+                          beams=[{"beam": 1, "delivered": 251.0}])
     object_receive(data=part10(record), calling_ae="LINAC1")
     ghost = str(generate_uid())
     _final_update(first, txn, [record.SOPInstanceUID, ghost])
