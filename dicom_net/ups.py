@@ -140,7 +140,8 @@ def handle_n_get(event: Event) -> tuple[Dataset | int, Dataset | None]:
         return refusal, None
 
     def call() -> tuple[Dataset | int, Dataset | None]:
-        requested = [int(t) for t in (event.request.AttributeIdentifierList or [])]
+        request: Any = event.request
+        requested = [int(t) for t in (request.AttributeIdentifierList or [])]
         return _answer(workitem_get(uid=_requested_uid(event), requested=requested or None))
 
     return _guarded(event, "N-GET", call)
@@ -157,7 +158,8 @@ def handle_n_action(event: Event) -> tuple[Dataset | int, Dataset | None]:
         return refusal, None
 
     def call() -> tuple[Dataset | int, Dataset | None]:
-        action = int(event.request.ActionTypeID or 0)
+        request: Any = event.request
+        action = int(request.ActionTypeID or 0)
         info = event.action_information or Dataset()
         if action == 1:
             return _answer(workitem_state_change(

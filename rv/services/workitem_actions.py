@@ -173,8 +173,8 @@ def _claim(*, pk: int, transaction_uid: str, calling_ae: str, now: datetime) -> 
             .select_related("checked_by").order_by("-checked_at").first())
     if hold is not None:
         who = hold.checked_by.get_username() if hold.checked_by else "the console"
-        return UpsAnswer(ups.ALREADY_IN_PROGRESS, f"Fraction {wi.fraction_number} is being treated at the "
-                         f"console (set-up checked by {who} at "
+        return UpsAnswer(ups.ALREADY_IN_PROGRESS, f"Fraction {wi.fraction_number} is being "
+                         f"treated at the console (set-up checked by {who} at "
                          f"{timezone.localtime(hold.checked_at):%H:%M}).")
     state = plan_state(plan=wi.plan)
     number, _continuation = state.next_fraction()

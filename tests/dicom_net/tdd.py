@@ -106,9 +106,10 @@ class Tdd:
     def find(self, query: Dataset) -> tuple[list[Dataset], int]:
         assoc = self.associate()
         try:
-            out, final = [], -1
+            out: list[Dataset] = []
+            final = -1
             for status, ds in assoc.send_c_find(query, UnifiedProcedureStepPull):
-                if status.Status in (0xFF00, 0xFF01):
+                if status.Status in (0xFF00, 0xFF01) and ds is not None:
                     out.append(ds)
                 else:
                     final = status.Status
@@ -211,8 +212,8 @@ def final_update(transaction_uid: str, *, machine: str, start: datetime, end: da
     item.PerformedStationNameCodeSequence = Sequence([code(machine, "99IHERO2008", machine)])
     item.PerformedProcedureStepStartDateTime = dt(start)
     item.PerformedProcedureStepEndDateTime = dt(end)
-    item.PerformedWorkitemCodeSequence = Sequence([code(*WORKITEM_CODE,
-                                                         "RT Treatment with Internal Verification")])
+    meaning = "RT Treatment with Internal Verification"
+    item.PerformedWorkitemCodeSequence = Sequence([code(*WORKITEM_CODE, meaning)])
     refs = []
     for study, series, sop_class, sop_uid in outputs:
         out = Dataset()

@@ -77,6 +77,8 @@ EXPECTED = {
     MANAGE_USERS: {ADMIN},
     MANAGE_NODES: {ADMIN},
     A.COUCH_CONFIRM: {THERAPIST, PHYSICIST},  # issue 11: a second person
+    A.WORKITEM_REVIEW: {PHYSICIST, PHYSICIAN},  # issue 13: the TDW-II worklist
+    A.WORKITEM_RELEASE: {PHYSICIST},            # issue 13: a stale device claim
 }
 # Checked at their doors (pages, API), not by a service function.
 DOOR_ONLY = {A.CLINICAL_READ, VIEW_HISTORY, VIEW_AUDIT, A.EXPORT_READ, A.NODE_READ,
@@ -189,6 +191,29 @@ def _attempt(action: Action, user: User) -> Callable[[], object]:
             plan=plan, beams=[{"beam": 1, "delivered": 300.0}])))
         record = DeviceRecord.objects.get()
         return lambda: device_record_review(record=record, user=user, comment="seen")
+    if action in (A.WORKITEM_REVIEW, A.WORKITEM_RELEASE):
+        from pydicom.uid import generate_uid
+
+        from rv.services.workitem_actions import workitem_state_change
+        from rv.services.workitems import machine_tdw_set, workitem_release, workitem_review
+
+        plan = _plan()
+        machine = machine_of(plan)
+        machine_tdw_set(machine=machine, enabled=True, user=make_user("phys2", PHYSICIST))
+        appointments_schedule(plan=plan, machine=machine, start=date.today(), count=1,
+                              weekdays=tuple(range(7)), user=make_user("ther2", THERAPIST))
+        step = plan.workitems.get()
+        txn = str(generate_uid())
+        workitem_state_change(uid=step.sop_instance_uid, requested="IN PROGRESS",
+                              transaction_uid=txn, calling_ae="LINAC1")
+        if action == A.WORKITEM_RELEASE:
+            return lambda: workitem_release(workitem=step, user=user, password=PASSWORD,
+                                            reason="the device crashed")
+        # completed with no record (lenient): flagged for a physicist's review
+        workitem_state_change(uid=step.sop_instance_uid, requested="COMPLETED",
+                              transaction_uid=txn, calling_ae="LINAC1", lenient=True)
+        return lambda: workitem_review(workitem=step, user=user, password=PASSWORD,
+                                       comment="checked at the machine")
     raise AssertionError(action)
 
 
