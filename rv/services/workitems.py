@@ -283,9 +283,12 @@ def worklist_sync(*, plan: Plan | None = None, now: datetime | None = None) -> S
     for appointment_id, wi in open_items.items():
         if appointment_id in seen or wi.state != W.State.SCHEDULED:
             continue
-        status = wi.appointment.status.lower() if wi.appointment else "gone"
-        result.cancelled.append(cancel_by_tms(
-            wi=wi, reason=f"The appointment is {status}.", now=now))
+        a = wi.appointment
+        reason = (f"The appointment is {a.status.lower()}." if a is not None
+                  and a.status not in OPEN_APPOINTMENT else
+                  f"{a.machine.name} no longer takes its work from the worklist." if a is not None
+                  else "The appointment is gone.")
+        result.cancelled.append(cancel_by_tms(wi=wi, reason=reason, now=now))
     return result
 
 

@@ -70,3 +70,25 @@ def test_every_status_the_code_answers_is_documented() -> None:
              and cls is not errors.StoreError}
     codes |= {v for k, v in vars(statuses).items() if k.isupper() and isinstance(v, int)}
     assert codes <= documented, sorted(hex(c) for c in codes - documented)
+
+
+def test_every_ups_status_verity_answers_is_documented() -> None:
+    """The UPS answers (rv.ups's state table and N-SET gate, rv.services.workitem_actions,
+    dicom_net.ups) are in the status table with a UPS service named."""
+    from dicom_net import ups as handlers
+    from rv import ups
+    from rv.services import workitem_actions
+
+    answered = {ups.NO_SUCH_ATTRIBUTE, ups.INVALID_ATTRIBUTE_VALUE, ups.PROCESSING_FAILURE,
+                ups.INVALID_ARGUMENT_VALUE, ups.ALREADY_CANCELED,
+                ups.ALREADY_COMPLETED_WARNING, ups.MAY_NO_LONGER_BE_UPDATED,
+                ups.WRONG_TRANSACTION_UID, ups.ALREADY_IN_PROGRESS,
+                ups.MAY_ONLY_BECOME_SCHEDULED_BY_CREATE, ups.FINAL_STATE_NOT_MET,
+                ups.NO_SUCH_UPS, ups.NOT_IN_PROGRESS, ups.ALREADY_COMPLETED,
+                ups.PERFORMER_UNREACHABLE, ups.IDENTIFIER_DOES_NOT_MATCH,
+                handlers.NO_SUCH_ACTION, handlers.NO_SUCH_SOP_CLASS,
+                handlers.PROCESSING_FAILURE, workitem_actions.NOT_AUTHORIZED}
+    rows = table("Status codes")
+    documented = {int(r["Code"], 16) for r in rows
+                  if "N-" in r["Service"] or "UPS" in r["Meaning"]}
+    assert answered <= documented, sorted(hex(c) for c in answered - documented)
