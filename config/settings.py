@@ -246,6 +246,9 @@ RV_DICOM_READ_TIMEOUT = env_float("RV_DICOM_READ_TIMEOUT", 30.0, low=0.1)
 RV_DICOM_MAX_ASSOC_PER_PEER = env_int("RV_DICOM_MAX_ASSOC_PER_PEER", 16, low=0)  # 0: no cap
 # Largest data set a Deflated Explicit VR Little Endian object may inflate to, in bytes.
 RV_DICOM_MAX_INFLATED = env_int("RV_DICOM_MAX_INFLATED", 512 * 1024 * 1024, low=1)
+# The largest UPS N-SET modification list or C-FIND identifier taken (a worklist step's
+# attributes are a few kB; what is bigger is refused, never stored).
+RV_UPS_MAX_DATASET = env_int("RV_UPS_MAX_DATASET", 1024 * 1024, low=1024)
 # A registered node is only itself from its registered host (name, address or CIDR network).
 RV_DICOM_CHECK_PEER_HOST = env_bool("RV_DICOM_CHECK_PEER_HOST", True)
 # DICOM TLS (PS3.15 B.1): certificate and key (PEM) turn it on; with a CA, peers must present a

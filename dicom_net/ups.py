@@ -94,11 +94,22 @@ def _class_refusal(event: Event) -> Dataset | None:
     return None
 
 
+def _too_big(buffer: Any) -> bool:
+    """A data set received larger than RV_UPS_MAX_DATASET (it is refused, never decoded)."""
+    try:
+        return len(buffer.getbuffer()) > settings.RV_UPS_MAX_DATASET
+    except (AttributeError, TypeError, ValueError):
+        return False
+
+
 def handle_ups_find(event: Event) -> Iterator[tuple[Any, Dataset | None]]:
     """C-FIND on UPS Pull / Query (RO-58): pending matches, honouring C-CANCEL."""
     refusal = _may_query(event)
     if refusal is not None:
         yield refusal, None
+        return
+    if _too_big(getattr(event.request, "Identifier", None)):
+        yield status_dataset(UNABLE_TO_PROCESS, "the identifier is too large"), None
         return
     try:
         identifier = event.identifier
@@ -160,6 +171,9 @@ def handle_n_action(event: Event) -> tuple[Dataset | int, Dataset | None]:
     def call() -> tuple[Dataset | int, Dataset | None]:
         request: Any = event.request
         action = int(request.ActionTypeID or 0)
+        if _too_big(request.ActionInformation):
+            return status_dataset(PROCESSING_FAILURE, "the action information is too "
+                                  "large (RV_UPS_MAX_DATASET)"), None
         info = event.action_information or Dataset()
         if action == 1:
             return _answer(workitem_state_change(
@@ -184,6 +198,11 @@ def handle_n_set(event: Event) -> tuple[Dataset | int, Dataset | None]:
         refusal, _ = _performer(event, uid)
     if refusal is not None:
         return refusal, None
+
+    request: Any = event.request
+    if _too_big(request.ModificationList):
+        return status_dataset(PROCESSING_FAILURE, "the modification list is too large "
+                              "(RV_UPS_MAX_DATASET)"), None
 
     def call() -> tuple[Dataset | int, Dataset | None]:
         return _answer(workitem_update(uid=uid, modification=event.modification_list,

@@ -27,7 +27,7 @@ from rv.models import DeviceRecord, Plan, SetupClearance, Workitem
 from rv.records.workitem import WORKITEM_CODE, code, station_code
 from rv.selectors import plan_to_treat
 from rv.services.audit import audit_record
-from rv.services.plan_state import plan_state
+from rv.services.plan_state import PlanState, plan_state
 from rv.services.workitems import (
     _store_ds,
     cancel_by_tms,
@@ -112,9 +112,10 @@ def worklist_find(*, identifier: Dataset, now: datetime | None = None) -> Iterat
             qs = qs.filter(scheduled_start__gte=lo)
         if hi is not None:
             qs = qs.filter(scheduled_start__lt=hi)
+    states: dict[int, PlanState] = {}
     for wi in qs.iterator(chunk_size=200):
         if wi.state == W.State.SCHEDULED:
-            readiness_refresh(wi=wi, now=now)
+            readiness_refresh(wi=wi, now=now, states=states)
         ds = workitem_ds(wi)
         if ups.matches(identifier, ds):
             yield ups.response(identifier, ds)

@@ -99,11 +99,17 @@ def readiness_of(*, wi: Workitem, state: PlanState | None = None,
     return (W.Readiness.READY if not reasons else W.Readiness.INCOMPLETE), reasons
 
 
-def readiness_refresh(*, wi: Workitem, now: datetime | None = None) -> Workitem:
-    """Recompute a SCHEDULED step's readiness (the clock and the chart move it) and keep it."""
+def readiness_refresh(*, wi: Workitem, now: datetime | None = None,
+                      states: dict[int, PlanState] | None = None) -> Workitem:
+    """Recompute a SCHEDULED step's readiness (the clock and the chart move it) and keep it.
+    `states` caches plan states by plan id across the steps of one worklist query."""
     if wi.state != W.State.SCHEDULED:
         return wi
-    readiness, reasons = readiness_of(wi=wi, now=now)
+    state = None
+    if states is not None:
+        state = states.get(wi.plan_id) or states.setdefault(wi.plan_id,
+                                                             plan_state(plan=wi.plan))
+    readiness, reasons = readiness_of(wi=wi, state=state, now=now)
     if readiness != wi.readiness or reasons != wi.readiness_reasons:
         wi.readiness, wi.readiness_reasons = readiness, reasons
         ds = workitem_ds(wi)
