@@ -33,6 +33,7 @@ import logging
 import queue
 import select
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -134,6 +135,27 @@ class GuardedDUL(DULServiceProvider):
         # its association aborted right after it answered.
         super().send_pdu(primitive)
         self._idle_timer.restart()
+
+    def _process_recv_primitive(self) -> bool:
+        # pynetdicom's reactor sends what is queued OR reads the socket, one per pass, and
+        # reads only once nothing waits to be sent: a handler yielding C-FIND matches faster
+        # than they drain never let the peer's C-CANCEL (or A-ABORT) in until it had sent
+        # them all. On an established association, bytes waiting from the peer go first.
+        if self.state_machine.current_state == "Sta6" and self._peer_waiting():
+            return False  # the reactor reads the PDU now (_is_transport_event), sends next
+        return bool(super()._process_recv_primitive())
+
+    def _peer_waiting(self) -> bool:
+        sock = getattr(self.socket, "socket", None)
+        if sock is None or not getattr(self.socket, "_is_connected", False):
+            return False
+        if isinstance(sock, ssl.SSLSocket) and sock.pending():
+            return True
+        try:
+            readable, _, _ = select.select([sock], [], [], 0)
+        except (OSError, ValueError):
+            return False
+        return bool(readable)
 
     def _closed(self) -> None:
         """The connection is gone (Evt17). Before an association request (Sta2) the
@@ -314,8 +336,8 @@ def guard(assoc: Any) -> None:
     assoc.dul.__class__ = GuardedDUL
 
 
-_GUARDABLE = all(hasattr(DULServiceProvider, name) for name in ("_read_pdu_data",
-                                                                 "_decode_pdu"))
+_GUARDABLE = all(hasattr(DULServiceProvider, name) for name in (
+    "_read_pdu_data", "_decode_pdu", "_process_recv_primitive", "_is_transport_event"))
 
 
 def speed_up(assoc: Any) -> None:
