@@ -45,7 +45,8 @@ def machines(request: HttpRequest) -> HttpResponse:
     return render(request, "rv/console_machines.html", {"rows": rows, "today": today})
 
 
-def _day(request: HttpRequest) -> date:
+def day_param(request: HttpRequest) -> date:
+    """The ?date= of a day page, else today."""
     try:
         return date.fromisoformat(request.GET.get("date", ""))
     except ValueError:
@@ -55,7 +56,7 @@ def _day(request: HttpRequest) -> date:
 @requires(Action.CLINICAL_READ)
 def day(request: HttpRequest, machine: str) -> HttpResponse:
     m = get_object_or_404(TreatmentMachine, name=machine)
-    when = _day(request)
+    when = day_param(request)
     rows = day_list(machine_id=m.pk, day=when)
     if m.tdw_delivery:  # each appointment's worklist step (TDW-II)
         ids = [cast(Appointment, row["appointment"]).pk for row in rows]

@@ -4,8 +4,6 @@ stale claim. Thin doors into rv.services.workitems; the device's side is DICOM."
 
 from __future__ import annotations
 
-from datetime import date
-
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect, render
@@ -18,20 +16,14 @@ from rv.models import TreatmentMachine, Workitem
 from rv.roles import Action, may
 from rv.services.workitems import workitem_release, workitem_review
 from rv.views.access import requires
+from rv.views.console import day_param
 from rv.worklist_selectors import machine_worklist
-
-
-def _day(request: HttpRequest) -> date:
-    try:
-        return date.fromisoformat(request.GET.get("date", ""))
-    except ValueError:
-        return timezone.localdate()
 
 
 @requires(Action.CLINICAL_READ)
 def worklist(request: HttpRequest, pk: int) -> HttpResponse:
     machine = get_object_or_404(TreatmentMachine, pk=pk)
-    when = _day(request)
+    when = day_param(request)
     return render(request, "rv/worklist.html", {
         "machine": machine, "day": when,
         "steps": machine_worklist(machine_id=machine.pk, day=when),
