@@ -11,6 +11,7 @@ from rv.views import history as history_views
 from rv.views import machine as machine_views
 from rv.views import machines as machine_settings
 from rv.views import plans as plan_views
+from rv.views import tasks as task_views
 from rv.views import treat as treat_views
 from rv.views import users as user_views
 from rv.views import worklist as worklist_views
@@ -26,6 +27,11 @@ urlpatterns = [
     path("console/<name:machine>/appointments/<int:pk>/record/", treat_views.record,
          name="rv-console-record"),
     path("reviews/", treat_views.reviews, name="rv-reviews"),
+    path("tasks/", task_views.my_tasks, name="rv-tasks"),
+    path("tasks/all/", task_views.overview, name="rv-tasks-overview"),
+    path("tasks/<int:pk>/complete/", task_views.complete, name="rv-task-complete"),
+    path("tasks/<int:pk>/assign/", task_views.assign, name="rv-task-assign"),
+    path("tasks/<int:pk>/cancel/", task_views.cancel, name="rv-task-cancel"),
     path("machines/", machine_settings.machines, name="rv-machines"),
     path("machines/<int:pk>/meterset-policy/", machine_settings.meterset_policy,
          name="rv-machine-meterset"),

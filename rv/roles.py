@@ -53,6 +53,9 @@ class Action(StrEnum):
     COUCH_CONFIRM = "confirm_couch"  # a second person confirms couch positions of fraction 1
     WORKITEM_REVIEW = "review_workitem"  # release a continuation, clear a worklist flag
     WORKITEM_RELEASE = "release_workitem"  # end a stale IN PROGRESS step a device holds
+    CHART_CHECK = "chart_check"      # sign off a first-fraction or weekly physics chart check
+    PHYSICIAN_REVIEW = "physician_review"  # sign off a physician's weekly review
+    TASK_ASSIGN = "assign_task"      # see every open task, assign or cancel one
     # administration
     MANAGE_USERS = "manage_users"
     MANAGE_NODES = "manage_nodes"
@@ -86,6 +89,9 @@ PERMISSIONS: dict[Action, tuple[str, ...]] = {
     A.COUCH_CONFIRM: (THERAPIST, PHYSICIST),
     A.WORKITEM_REVIEW: (PHYSICIST, PHYSICIAN),
     A.WORKITEM_RELEASE: (PHYSICIST,),
+    A.CHART_CHECK: (PHYSICIST,),
+    A.PHYSICIAN_REVIEW: (PHYSICIAN,),
+    A.TASK_ASSIGN: (PHYSICIST, PHYSICIAN),
     A.MANAGE_USERS: (ADMIN,),
     A.MANAGE_NODES: (ADMIN,),
 }
@@ -110,6 +116,9 @@ _WORDS: dict[Action, str] = {
     A.EXPORT_RETRY: "send an export again",
     A.COUCH_CONFIRM: "confirm captured couch positions",
     A.WORKITEM_REVIEW: "review a worklist step", A.WORKITEM_RELEASE: "release a claimed step",
+    A.CHART_CHECK: "sign off a physics chart check",
+    A.PHYSICIAN_REVIEW: "sign off a physician's weekly review",
+    A.TASK_ASSIGN: "assign or cancel a task",
     A.MANAGE_USERS: "manage users and roles",
     A.MANAGE_NODES: "manage DICOM nodes",
 }

@@ -16,6 +16,7 @@ from rv.models.plan import (
     FractionGroupBrachySetup,
     Plan,
 )
+from rv.models.task import Task
 from rv.models.treatment import (
     Appointment,
     BeamDelivery,
@@ -36,5 +37,5 @@ __all__ = [
     "DeviceRecord", "RTImageLink",
     "DoseReference", "FractionGroup", "FractionGroupBeam", "FractionGroupBrachySetup",
     "Patient", "Plan", "ToleranceTable", "TreatmentMachine",
-    "CouchReference", "MachineGroup", "SetupClearance", "Workitem",
+    "CouchReference", "MachineGroup", "SetupClearance", "Task", "Workitem",
 ]

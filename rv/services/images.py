@@ -10,9 +10,10 @@ from pydicom.dataset import Dataset
 
 import archive.models
 from rv.errors import ValidationError
-from rv.models import Patient, Plan, RTImageLink
+from rv.models import Patient, Plan, RTImageLink, Task
 from rv.roles import REVIEW_IMAGE, require
 from rv.services.audit import audit_record
+from rv.services.tasks import tasks_after_image, tasks_close, tasks_image_tied
 
 User = AbstractBaseUser | AnonymousUser
 K = RTImageLink.Kind
@@ -71,10 +72,10 @@ def rt_image_link(*, instance: archive.models.Instance, dataset: Dataset,
     if plan is not None:
         _tie(link, plan)
     link.save()
-    audit_record(action="rt_image.link", obj=link, username=calling_ae,
-                 details={"sop_instance_uid": instance.sop_instance_uid, "plan": link.plan_id,
-                          "beam": link.beam_number, "fraction": link.fraction_number,
-                          "kind": link.kind})
+    event = audit_record(action="rt_image.link", obj=link, username=calling_ae, details={
+        "sop_instance_uid": instance.sop_instance_uid, "plan": link.plan_id,
+        "beam": link.beam_number, "fraction": link.fraction_number, "kind": link.kind})
+    tasks_after_image(image=link, event=event)  # a portal or kV image to review
     return link
 
 
@@ -84,6 +85,7 @@ def rt_images_link_plan(*, plan: Plan) -> int:
     for link in RTImageLink.objects.filter(plan=None, referenced_plan_uid=plan.sop_instance_uid):
         _tie(link, plan)
         link.save(update_fields=["plan", "patient", "beam"])
+        tasks_image_tied(image=link)
         count += 1
     return count
 
@@ -106,4 +108,6 @@ def rt_image_review(*, image: RTImageLink, user: User, approve: bool,
     audit_record(action="rt_image.approve" if approve else "rt_image.reject", obj=image,
                  user=user, details={"from": before, "comment": comment,
                                      "sop_instance_uid": image.instance.sop_instance_uid})
+    tasks_close(kind=Task.Kind.IMAGE_REVIEW, image=image, user=user,
+                action="rt_image.approve" if approve else "rt_image.reject")
     return image

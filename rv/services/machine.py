@@ -33,12 +33,14 @@ from rv.models import (
     DeviceRecord,
     Plan,
     Session,
+    Task,
     TerminationStatus,
     TreatmentMachine,
 )
 from rv.roles import ASSIGN_RECORD, REVIEW_RECORD, require
 from rv.services.audit import audit_record
 from rv.services.sessions import BeamInput, ChannelInput, device_session_save, plan_state
+from rv.services.tasks import tasks_after_device_record, tasks_close
 from rv.services.workitems import workitem_for_record
 from rv.treatment_request import SETTING_FIELDS
 from rv.verification import MachineSetting
@@ -208,9 +210,10 @@ def device_record_receive(*, instance: archive.models.Instance, dataset: Dataset
         record.problem = (f"No plan with SOP Instance UID {parsed.referenced_plan_uid}."
                           if parsed.referenced_plan_uid else "The record names no RT Plan.")
         record.save(update_fields=["problem"])
-        audit_record(action="device_record.unmatched", obj=record, username=calling_ae,
-                     details={"referenced_plan": parsed.referenced_plan_uid,
-                              "sop_instance_uid": instance.sop_instance_uid})
+        event = audit_record(action="device_record.unmatched", obj=record, username=calling_ae,
+                             details={"referenced_plan": parsed.referenced_plan_uid,
+                                      "sop_instance_uid": instance.sop_instance_uid})
+        tasks_after_device_record(record=record, event=event)  # a physicist assigns it
         return record
     # TDW-II: the step it was delivered under (a record is stored whatever the step's state).
     record.workitem = workitem_for_record(plan=plan, fraction_number=parsed.fraction_number,
@@ -238,7 +241,11 @@ def device_record_assign(*, record: DeviceRecord, plan: Plan, user: User) -> Dev
     record.save(update_fields=["assigned_by", "assigned_at", "problem"])
     audit_record(action="device_record.assign", obj=record, user=user,
                  details={"plan": plan.pk, "sop_instance_uid": record.instance.sop_instance_uid})
-    return _apply(record=record, plan=plan, sender=user.get_username(), done=S.ASSIGNED)
+    record = _apply(record=record, plan=plan, sender=user.get_username(), done=S.ASSIGNED)
+    if record.status != S.UNMATCHED:
+        tasks_close(kind=Task.Kind.UNMATCHED_RECORD, device_record=record, user=user,
+                    action="device_record.assign")
+    return record
 
 
 @transaction.atomic
@@ -320,11 +327,12 @@ def _apply(*, record: DeviceRecord, plan: Plan, sender: str, done: str | None) -
         record.session = None
         record.problem = exc.message
     record.save()
-    audit_record(action=f"device_record.{record.status.lower()}", obj=record,
-                 username=sender, details={
-                     "plan": plan.pk, "session": record.session_id, "fraction_number": number,
-                     "differences": record.differences, "violations": record.violations,
-                     "problem": record.problem})
+    event = audit_record(action=f"device_record.{record.status.lower()}", obj=record,
+                         username=sender, details={
+                             "plan": plan.pk, "session": record.session_id,
+                             "fraction_number": number, "differences": record.differences,
+                             "violations": record.violations, "problem": record.problem})
+    tasks_after_device_record(record=record, event=event)  # UNMATCHED: a physicist assigns it
     return record
 
 

@@ -30,6 +30,7 @@ from rv.models import (
     Session,
     SessionDose,
     SetupClearance,
+    Task,
     ToleranceTable,
     TreatmentMachine,
     VerificationStatus,
@@ -41,6 +42,7 @@ from rv.services.course_status import after_fraction, course_treatment_status_se
 from rv.services.esign import SignatureRefused, esign_refusal_audit, esign_verify
 from rv.services.plan_state import PlanState, plan_state
 from rv.services.setup_check import OverrideInput, admit, day_rule, lock_target
+from rv.services.tasks import tasks_after_session, tasks_close
 from rv.services.treatment_facts import (
     BeamInput,
     ChannelInput,
@@ -241,8 +243,8 @@ def _save(*, plan: Plan, machine: TreatmentMachine, number: int, continuation: b
                               else Appointment.Status.PARTIAL)
         appointment.save(update_fields=["status"])
     _mark_used(plan=plan, prepared=prepared)
-    audit_record(action="session.record", obj=session, user=recorded_by, username=username,
-                 details={
+    event = audit_record(action="session.record", obj=session, user=recorded_by,
+                         username=username, details={
         "content_origin": content_origin, "plan": plan.pk, "machine": machine.name,
         "fraction_number": number, "clearance": clearance.pk if clearance else None,
         "continuation": continuation, "fraction_complete": session.fraction_complete,
@@ -255,6 +257,9 @@ def _save(*, plan: Plan, machine: TreatmentMachine, number: int, continuation: b
                      for c, _, _ in prepared.channels]})
     after_fraction(plan=plan, state=state, session=session, recorded_by=recorded_by,
                    username=username)
+    # The task lists: checks due after fraction 1 and every fifth, reviews it calls for.
+    tasks_after_session(session=session, fractions_delivered=state.fractions_delivered(),
+                        overrides=len(overrides), event=event)
     worklist_sync(plan=plan)  # the fraction's SCHEDULED step ends; a continuation is issued
     return session
 
@@ -297,4 +302,5 @@ def _review(*, session: Session, user: User, comment: str) -> Session:
     session.save(update_fields=["reviewed_by", "reviewed_at", "review_comment"])
     audit_record(action="session.review", obj=session, user=user, details={
         "comment": comment, "findings": session.findings})
+    tasks_close(kind=Task.Kind.SESSION_REVIEW, session=session, user=user, action="session.review")
     return session

@@ -28,6 +28,7 @@ from rv.records.workitem import WORKITEM_CODE, code, station_code
 from rv.selectors import plan_to_treat
 from rv.services.audit import audit_record
 from rv.services.plan_state import PlanState, plan_state
+from rv.services.tasks import tasks_after_workitem
 from rv.services.workitems import (
     _store_ds,
     cancel_by_tms,
@@ -228,10 +229,12 @@ def _end(*, pk: int, requested: str, transaction_uid: str, calling_ae: str, leni
     wi.review_reasons = list(wi.review_reasons) + _output_problems(wi, ds, requested)
     _store_ds(wi, ds)
     wi.save()
-    audit_record(action=f"workitem.{requested.lower()}", obj=wi, username=calling_ae, details={
+    event = audit_record(action=f"workitem.{requested.lower()}", obj=wi, username=calling_ae,
+                         details={
         "sop_instance_uid": wi.sop_instance_uid, "fraction_number": wi.fraction_number,
         "outputs": [u for _, u in ups.output_references(ds)], "lenient_supplied": supplied,
         "review_reasons": wi.review_reasons, "cancel_reason": wi.cancel_reason})
+    tasks_after_workitem(workitem=wi, event=event)  # records that do not add up: a review
     worklist_sync(plan=wi.plan, now=now)  # a continuation, or a new step for a fraction due
     return UpsAnswer(t.status, t.comment)
 

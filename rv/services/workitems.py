@@ -29,6 +29,7 @@ from rv.models import (
     DeviceRecord,
     Plan,
     Session,
+    Task,
     TerminationStatus,
     TreatmentMachine,
     VerificationStatus,
@@ -41,6 +42,7 @@ from rv.selectors import plan_newest_revision, plan_to_treat
 from rv.services.audit import audit_record
 from rv.services.esign import SignatureRefused, esign_refusal_audit, esign_verify
 from rv.services.plan_state import PlanState, plan_state
+from rv.services.tasks import tasks_after_workitem, tasks_cancel_for, tasks_close
 from rv.services.treatment_facts import prepare, resolve
 from rv.treatment_request import BeamRequest, SessionRequest
 
@@ -178,12 +180,13 @@ def _issue(*, appointment: Appointment, plan: Plan, state: PlanState, delivery_t
         replaces_uid=replaces.sop_instance_uid if replaces else ""), now=now)
     _store_ds(wi, ds)
     wi.save()
-    audit_record(action="workitem.create", obj=wi, username="verity", details={
+    event = audit_record(action="workitem.create", obj=wi, username="verity", details={
         "sop_instance_uid": wi.sop_instance_uid, "plan": plan.pk, "machine": wi.machine.name,
         "fraction_number": number, "delivery_type": delivery_type,
         "instruction": instruction.sop_instance_uid, "readiness": wi.readiness,
         "readiness_reasons": wi.readiness_reasons, "review_reasons": wi.review_reasons,
         "replaces": replaces.sop_instance_uid if replaces else None})
+    tasks_after_workitem(workitem=wi, event=event)  # flagged: a physicist reviews it
     return wi
 
 
@@ -202,6 +205,9 @@ def cancel_by_tms(*, wi: Workitem, reason: str, now: datetime, user: User | None
                  username="" if user is not None else "verity", details={
                      "sop_instance_uid": wi.sop_instance_uid, "from": was, "reason": reason,
                      "performer": wi.performer_ae})
+    if was == W.State.SCHEDULED:  # its flag goes to the step that replaces it, if any
+        tasks_cancel_for(kind=Task.Kind.WORKITEM_REVIEW, workitem=wi,
+                         reason=f"The step was cancelled: {reason}")
     return wi
 
 
@@ -367,6 +373,7 @@ def _review(*, pk: int, user: User, comment: str) -> Workitem:
     audit_record(action="workitem.review", obj=wi, user=user, details={
         "sop_instance_uid": wi.sop_instance_uid, "comment": comment,
         "reasons": wi.review_reasons})
+    tasks_close(kind=Task.Kind.WORKITEM_REVIEW, workitem=wi, user=user, action="workitem.review")
     return readiness_refresh(wi=wi)
 
 

@@ -79,6 +79,9 @@ EXPECTED = {
     A.COUCH_CONFIRM: {THERAPIST, PHYSICIST},  # issue 11: a second person
     A.WORKITEM_REVIEW: {PHYSICIST, PHYSICIAN},  # issue 13: the TDW-II worklist
     A.WORKITEM_RELEASE: {PHYSICIST},            # issue 13: a stale device claim
+    A.CHART_CHECK: {PHYSICIST},                 # issue 15: first-fraction, weekly checks
+    A.PHYSICIAN_REVIEW: {PHYSICIAN},            # issue 15: the physician's weekly review
+    A.TASK_ASSIGN: {PHYSICIST, PHYSICIAN},      # issue 15: all tasks, assign, cancel
 }
 # Checked at their doors (pages, API), not by a service function.
 DOOR_ONLY = {A.CLINICAL_READ, VIEW_HISTORY, VIEW_AUDIT, A.EXPORT_READ, A.NODE_READ,
@@ -214,6 +217,16 @@ def _attempt(action: Action, user: User) -> Callable[[], object]:
                               transaction_uid=txn, calling_ae="LINAC1", lenient=True)
         return lambda: workitem_review(workitem=step, user=user, password=PASSWORD,
                                        comment="checked at the machine")
+    if action in (A.CHART_CHECK, A.PHYSICIAN_REVIEW, A.TASK_ASSIGN):
+        from rv.services.tasks import task_assign, task_complete, task_create
+
+        plan = _plan()
+        kind = "PHYSICIAN_REVIEW" if action == A.PHYSICIAN_REVIEW else "WEEKLY_PHYSICS_CHECK"
+        task = task_create(kind=kind, key=f"perm:{action}", title="check",
+                           due_date=date(2026, 3, 3), plan=plan, patient=plan.patient)
+        if action == A.TASK_ASSIGN:
+            return lambda: task_assign(task=task, user=user, to_role=PHYSICIST)
+        return lambda: task_complete(task=task, user=user, password=PASSWORD, comment="ok")
     raise AssertionError(action)
 
 
