@@ -5,12 +5,14 @@ Verity as SCP, asked by a pynetdicom SCU: the report lists what Verity can prove
 it comes on the request's association while the SCU waits there, else on a new association
 to the registered node; retried by the export worker while the node is down. Verity as SCU
 (committed exports), against an in-test receiving archive: an export is DONE only once the
-node committed it; a failed commitment sends it again. Orthanc, the real peer, both ways:
-tests/dicom_net/test_commitment_orthanc.py.
+node committed it; a failed commitment sends it again. Then Orthanc (Debian's package, a
+process per test, tests/dicom_net/orthanc.py), the real peer, both ways: asked over its REST
+API to request commitment from Verity, and as the archive receiving a session's records.
 """
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from io import StringIO
 from typing import Any
 
@@ -37,7 +39,10 @@ from tests.dicom_net.commitment_peers import (
     refs_of,
     report_listener,
 )
+from tests.dicom_net.orthanc import Orthanc
 from tests.helpers import eventually, make_ct, to_bytes
+from tests.rv.conftest import PASSWORD, receive_plan
+from tests.rv.treat import BeamInput, session_record
 
 pytestmark = pytest.mark.interop
 
@@ -293,10 +298,11 @@ def test_a_node_that_never_reports_is_asked_again_then_the_export_fails(
 
 
 def test_a_report_from_another_node_or_for_no_request_is_refused(
-        archive_peer: Any, live_scp: tuple[str, int]) -> None:
+        archive_peer: Any, settings) -> None:  # type: ignore[no-untyped-def]
     from dicom_net.commitment import CommitmentError, Result
     from dicom_net.commitment_scu import commitment_result_record
 
+    settings.RV_COMMIT_REPORT_WAIT = 0.2
     peer = archive_peer(report_on="never")
     (instance,) = stored()
     export_enqueue(instance=instance)
@@ -311,3 +317,110 @@ def test_a_report_from_another_node_or_for_no_request_is_refused(
                                  peer_ae="PEER", via="new")
     assert unknown.value.status == 0x0115
     assert ExportJob.objects.get().status == ExportJob.Status.COMMITTING
+
+
+# --- Orthanc -----------------------------------------------------------------------------
+
+def orthanc_node(peer: Orthanc, **roles: bool) -> None:
+    node_add(name="orthanc", ae_title="ORTHANC", host="127.0.0.1", port=peer.dicom_port,
+             can_query=False, **roles)
+
+
+def instances_body(refs: list[tuple[str, str]]) -> dict[str, Any]:
+    return {"DicomInstances": [{"SOPClassUID": c, "SOPInstanceUID": u} for c, u in refs]}
+
+
+def test_orthanc_asks_verity_to_commit(orthanc: Orthanc) -> None:
+    orthanc_node(orthanc)  # the store role: it may ask
+    good, damaged = stored(2)
+    damage(damaged)
+    missing = (CTImageStorage, generate_uid())
+
+    asked = orthanc.post("/modalities/verity/storage-commitment", instances_body([ref(good)]))
+    report = orthanc.commitment(asked["ID"])
+    assert (report["Status"], report["RemoteAET"]) == ("Success", "RV_SCP")
+    assert [(i["SOPClassUID"], i["SOPInstanceUID"]) for i in report["Success"]] == [ref(good)]
+    assert report["Failures"] == []
+
+    asked = orthanc.post("/modalities/verity/storage-commitment",
+                         instances_body([ref(good), ref(damaged), missing]))
+    report = orthanc.commitment(asked["ID"])
+    assert report["Status"] == "Failure"
+    assert [i["SOPInstanceUID"] for i in report["Success"]] == [good.sop_instance_uid]
+    assert {f["SOPInstanceUID"]: f["FailureReason"] for f in report["Failures"]} == {
+        damaged.sop_instance_uid: 0x0110, missing[1]: 0x0112}
+    for request in CommitmentRequest.objects.all():
+        done = settled(request.transaction_uid)
+        assert (done.status, done.peer_ae) == (CommitmentRequest.Status.REPORTED, "ORTHANC")
+
+
+def record_a_session() -> list[ExportJob]:
+    """A fraction recorded at the console: its RT Beams Treatment Record and the plan's new
+    RT Treatment Summary Record, queued for export in the session's transaction."""
+    from django.contrib.auth.models import Group, User
+
+    from rv.services.plans import plan_approve
+
+    physicist, therapist = (User.objects.create_user(username=role, password=PASSWORD)
+                            for role in ("physicist", "therapist"))
+    for user in (physicist, therapist):  # the role groups: flushed by transactional tests
+        user.groups.add(Group.objects.get_or_create(name=user.username)[0])
+    plan = plan_approve(plan=receive_plan(), user=physicist, password=PASSWORD)
+    beams = [BeamInput(beam=beam, delivered_meterset=beam.fraction_refs.get().meterset)
+             for beam in plan.beams.order_by("number")]
+    session_record(plan=plan, machine=plan.beams.first().machine, beams=beams,
+                   recorded_by=therapist, now=datetime(2026, 3, 2, 8, 0, tzinfo=UTC))
+    return list(ExportJob.objects.select_related("instance").order_by("pk"))
+
+
+def test_a_sessions_records_exported_to_orthanc_are_committed(orthanc: Orthanc) -> None:
+    orthanc_node(orthanc, receives_exports=True, commit_exports=True)
+    jobs = record_a_session()
+    assert len(jobs) == 2
+    output = drain()
+    assert "2 sent, 0 not sent" in output, output
+
+    def committed() -> None:  # Orthanc reports on an association it opens to Verity
+        for job in jobs:
+            job.refresh_from_db()
+            assert (job.status, job.commitment) == (ExportJob.Status.DONE,
+                                                    ExportJob.Commitment.COMMITTED)
+    eventually(committed, timeout=60)
+    request = CommitmentRequest.objects.get(direction=CommitmentRequest.Direction.SENT)
+    assert (request.status, request.via, request.event_type) == (
+        CommitmentRequest.Status.COMMITTED, "new", 1)
+    assert sorted(map(tuple, request.committed)) == sorted(ref(j.instance) for j in jobs)
+    for job in jobs:
+        assert orthanc.instance_id(job.instance.sop_instance_uid) is not None
+
+
+def test_an_export_orthanc_lost_stays_unconfirmed_and_is_retried(orthanc: Orthanc) -> None:
+    orthanc_node(orthanc, receives_exports=True, commit_exports=True)
+    (instance,) = stored()
+    (job,) = export_enqueue(instance=instance)
+    worker = "test-worker"
+    export_process(worker=worker)  # Orthanc answered the C-STORE ...
+    lost = orthanc.instance_id(instance.sop_instance_uid)
+    assert lost is not None
+    orthanc.delete(f"/instances/{lost}")  # ... and lost the instance before committing
+    export_commit_process(worker=worker)
+
+    def refused() -> None:
+        job.refresh_from_db()
+        assert (job.status, job.commitment) == (ExportJob.Status.PENDING,
+                                                ExportJob.Commitment.REFUSED)
+    eventually(refused, timeout=60)
+    assert "ORTHANC did not commit it (0x0112 no such object instance)" in job.last_error
+    assert job.next_attempt_at > timezone.now()  # retried after the backoff
+    assert job.commitment_request is not None
+    assert job.commitment_request.status == CommitmentRequest.Status.FAILURES
+
+    ExportJob.objects.filter(pk=job.pk).update(next_attempt_at=timezone.now())  # time passes
+    assert "1 sent, 0 not sent" in drain()
+
+    def committed() -> None:
+        job.refresh_from_db()
+        assert (job.status, job.commitment, job.attempts, job.commit_attempts) == (
+            ExportJob.Status.DONE, ExportJob.Commitment.COMMITTED, 2, 2)
+    eventually(committed, timeout=60)
+    assert orthanc.instance_id(instance.sop_instance_uid) is not None
