@@ -84,6 +84,8 @@ class CommitmentError(Exception):
 
 def _uid(value: Any, name: str) -> str:
     text = str(value or "").strip()
+    if not text:
+        raise CommitmentError(INVALID_ARGUMENT_VALUE, f"no {name}")
     problem = uid_problem(text)
     if problem:
         raise CommitmentError(INVALID_ARGUMENT_VALUE, f"invalid {name}: {problem}")
@@ -196,7 +198,9 @@ def handle_commitment_action(event: Event) -> tuple[Dataset | int, None]:
             raise CommitmentError(INVALID_OBJECT_INSTANCE, "the Requested SOP Instance must be "
                                   "the Storage Commitment Push Model SOP Instance")
         raw = request.ActionInformation
-        if raw is not None and len(raw.getbuffer()) > 512 * settings.RV_COMMIT_MAX_REFERENCES:
+        if raw is None or not len(raw.getbuffer()):
+            raise CommitmentError(INVALID_ARGUMENT_VALUE, "no Action Information")
+        if len(raw.getbuffer()) > 512 * settings.RV_COMMIT_MAX_REFERENCES:
             raise CommitmentError(RESOURCE_LIMITATION, "the request is too large")
         try:
             info = event.action_information or Dataset()

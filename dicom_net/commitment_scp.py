@@ -158,8 +158,15 @@ def _deliver_same(assoc: Any, event_type: int, ds: Dataset) -> Delivery | None:
     stop = threading.Event()
 
     def watch() -> None:  # wakes the wait for the response when the peer leaves
+        woken = False
         while not stop.wait(0.01):
-            if _leaving(assoc):
+            if not woken and _leaving(assoc):
+                assoc.dimse.msg_queue.put((None, None))
+                woken = True
+            if not assoc.is_established:
+                # pynetdicom's reactor ended (a release it took just before being paused):
+                # nothing is left to pause, so its wait for the pause must end too.
+                assoc._is_paused = True
                 assoc.dimse.msg_queue.put((None, None))
                 return
 

@@ -6,6 +6,9 @@ is looking at; everywhere a conditional UPDATE (status and claim unchanged since
 marks it SENDING with a lease, so two workers never send the same job at once. A worker
 killed mid-send leaves its job SENDING; once the lease (RV_EXPORT_LEASE) expires another
 worker takes it over. The outcome is recorded only by the worker that still holds the claim.
+
+To a node that commits exports (Node.commit_exports) a sent job is COMMITTING, not DONE, until
+the node's Storage Commitment report confirms it (dicom_net.commitment_scu).
 """
 
 from __future__ import annotations

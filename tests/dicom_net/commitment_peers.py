@@ -55,7 +55,8 @@ def reasons_of(info: Dataset) -> dict[str, int]:
 
 def ask(port: int, refs: list[tuple[str, str]], *, mailbox: Mailbox | None = None,
         wait: bool = True, ae_title: str = "SCU", transaction_uid: str | None = None,
-        action_type: int = 1, info: Dataset | None = None) -> tuple[Dataset, str]:
+        action_type: int = 1, info: Dataset | None = None,
+        no_info: bool = False) -> tuple[Dataset, str]:
     """N-ACTION Request Storage Commitment to Verity at port; with `wait`, the association
     is held open until a report came on it. Returns (N-ACTION status, Transaction UID)."""
     mailbox = mailbox or Mailbox()
@@ -68,6 +69,7 @@ def ask(port: int, refs: list[tuple[str, str]], *, mailbox: Mailbox | None = Non
     transaction_uid = transaction_uid or generate_uid()
     try:
         status, _ = assoc.send_n_action(
+            None if no_info else
             info or request_dataset(transaction_uid=transaction_uid, references=refs),
             action_type, StorageCommitmentPushModel, StorageCommitmentPushModelInstance)
         if wait and int(status.Status) == 0:

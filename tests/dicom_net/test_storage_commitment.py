@@ -195,6 +195,8 @@ def test_requests_verity_refuses(live_scp: tuple[str, int], settings) -> None:  
     assert int(status.Status) == 0x0124 and "store role" in status.ErrorComment
     status, _ = ask(live_scp[1], [ref(instance)], wait=False, action_type=2)
     assert int(status.Status) == 0x0123
+    status, _ = ask(live_scp[1], [], wait=False, no_info=True)
+    assert int(status.Status) == 0x0115 and "no Action Information" in status.ErrorComment
     no_uid = Dataset()
     no_uid.ReferencedSOPSequence = []
     status, _ = ask(live_scp[1], [], wait=False, info=no_uid)
