@@ -37,6 +37,20 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def file_problem(*, rel: str, size: int, sha256: str) -> str:
+    """Why the stored file at rel is not the one indexed ("" when it is, byte for byte):
+    "missing", "size differs" or "content differs" (SHA-256). Reads the whole file."""
+    path = storage.absolute_path(rel)
+    try:
+        if path.stat().st_size != size:
+            return "size differs"
+        return "" if _sha256(path) == sha256 else "content differs"
+    except FileNotFoundError:
+        return "missing"
+    except OSError as exc:
+        return f"unreadable ({exc.strerror or type(exc).__name__})"
+
+
 def _stored_files() -> Iterator[Path]:
     root = storage.root()
     if root.is_dir():

@@ -238,6 +238,13 @@ RV_EXPORT_MAX_DELAY = env_float("RV_EXPORT_MAX_DELAY", 3600.0, low=0.0)
 RV_EXPORT_LEASE = env_float("RV_EXPORT_LEASE", 300.0, low=0.1)
 RV_EXPORT_POLL = env_float("RV_EXPORT_POLL", 2.0, low=0.01)
 RV_EXPORT_TIMEOUT = env_float("RV_EXPORT_TIMEOUT", 30.0, low=0.1)
+# Storage Commitment (PS3.4 Annex J, issue 14): how long a report is awaited on the request's
+# own association (either way) before a new association is used, how long a node that commits
+# our exports may take to report before it is asked again, and the most references one
+# request may carry. Retries and leases are the export queue's (RV_EXPORT_*).
+RV_COMMIT_REPORT_WAIT = env_float("RV_COMMIT_REPORT_WAIT", 10.0, low=0.1)
+RV_COMMIT_REPORT_TIMEOUT = env_float("RV_COMMIT_REPORT_TIMEOUT", 3600.0, low=1.0)
+RV_COMMIT_MAX_REFERENCES = env_int("RV_COMMIT_MAX_REFERENCES", 10000, low=1)
 
 # --- DICOM edge (issue 12): what a peer may send us, and who a peer is ---------------------
 # Seconds a peer may leave us waiting at any stage: for its association request, inside a PDU,

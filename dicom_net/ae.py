@@ -54,6 +54,7 @@ from pynetdicom.sop_class import (
     RTStructureSetStorage,
     RTTreatmentSummaryRecordStorage,
     SecondaryCaptureImageStorage,
+    StorageCommitmentPushModel,
     StudyRootQueryRetrieveInformationModelFind,
     StudyRootQueryRetrieveInformationModelGet,
     StudyRootQueryRetrieveInformationModelMove,
@@ -107,6 +108,11 @@ QR_SOP_CLASSES = [
 
 # PS3.4 Annex CC: the TDW-II worklist (handlers in dicom_net/ups.py). Watch and Event: not yet.
 UPS_SOP_CLASSES = [UnifiedProcedureStepPull, UnifiedProcedureStepPush, UnifiedProcedureStepQuery]
+
+# PS3.4 Annex J (handlers in dicom_net/commitment.py): SCP for peers' requests, SCU for our
+# committed exports, whose reports a node may send on an association it opens (proposing the
+# SCP role for itself, J.3.3.1.3): both roles are accepted.
+COMMITMENT_SOP_CLASSES = [StorageCommitmentPushModel]
 
 UNCOMPRESSED_TRANSFER_SYNTAXES = [
     ExplicitVRLittleEndian,
@@ -394,6 +400,8 @@ def build_ae(*, ae_title: str | None = None) -> VerityAE:
                                  scu_role=True, scp_role=True)
     for sop_class in QR_SOP_CLASSES + UPS_SOP_CLASSES:
         ae.add_supported_context(sop_class, QR_TRANSFER_SYNTAXES)
+    for sop_class in COMMITMENT_SOP_CLASSES:
+        ae.add_supported_context(sop_class, QR_TRANSFER_SYNTAXES, scu_role=True, scp_role=True)
     return ae
 
 

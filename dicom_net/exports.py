@@ -6,6 +6,9 @@ is looking at; everywhere a conditional UPDATE (status and claim unchanged since
 marks it SENDING with a lease, so two workers never send the same job at once. A worker
 killed mid-send leaves its job SENDING; once the lease (RV_EXPORT_LEASE) expires another
 worker takes it over. The outcome is recorded only by the worker that still holds the claim.
+
+To a node that commits exports (Node.commit_exports) a sent job is COMMITTING, not DONE, until
+the node's Storage Commitment report confirms it (dicom_net.commitment_scu).
 """
 
 from __future__ import annotations
@@ -55,12 +58,17 @@ def export_enqueue(*, instance: Instance, nodes: Iterable[Node] | None = None) -
 
 @transaction.atomic
 def export_retry(*, job: ExportJob) -> ExportJob:
-    """Send a job again from its first attempt (a FAILED one, or a DONE one re-sent)."""
+    """Send a job again from its first attempt (a FAILED one, or a DONE one re-sent); a node
+    that commits exports is asked again too."""
     locked = ExportJob.objects.select_for_update().get(pk=job.pk)
-    if locked.status in (ExportJob.Status.PENDING, ExportJob.Status.SENDING):
+    if locked.status in (ExportJob.Status.PENDING, ExportJob.Status.SENDING,
+                         ExportJob.Status.COMMITTING):
         raise ValidationError(f"export #{job.pk} is {locked.status}: already queued")
     locked.status = ExportJob.Status.PENDING
-    locked.attempts = 0
+    locked.attempts = locked.commit_attempts = 0
+    locked.commitment = ExportJob.Commitment.NONE
+    locked.commitment_request = None
+    locked.committed_at = None
     locked.next_attempt_at = timezone.now()
     locked.claimed_at = None
     locked.claimed_by = ""
@@ -144,7 +152,12 @@ def export_record(*, job: ExportJob, worker: str, outcome: SendOutcome) -> bool:
     now = timezone.now()
     mine = ExportJob.objects.filter(pk=job.pk, status=ExportJob.Status.SENDING,
                                     claimed_by=worker, claimed_at=job.claimed_at)
-    if outcome.ok:
+    if outcome.ok and job.node.commit_exports:
+        # Sent; DONE only once the node commits it (dicom_net.commitment_scu), asked now.
+        changed = mine.update(status=ExportJob.Status.COMMITTING, sent_at=now, last_error="",
+                              commitment=ExportJob.Commitment.AWAITED, next_attempt_at=now,
+                              claimed_by="", claimed_at=None, updated_at=now)
+    elif outcome.ok:
         changed = mine.update(status=ExportJob.Status.DONE, sent_at=now, last_error="",
                               updated_at=now)
     elif job.attempts >= settings.RV_EXPORT_MAX_ATTEMPTS:

@@ -22,13 +22,16 @@ from django.utils import timezone
 from pydicom.dataset import Dataset
 from pynetdicom import evt
 from pynetdicom.events import Event
+from pynetdicom.sop_class import StorageCommitmentPushModel
 
 from archive.errors import StoreError
+from dicom_net.commitment import handle_commitment_action, handle_commitment_report
 from dicom_net.models import AssociationLog, Node
 from dicom_net.qr import QR_HANDLERS
 from dicom_net.qr import handle_find as handle_qr_find
 from dicom_net.statuses import CANNOT_UNDERSTAND, NOT_AUTHORIZED, status_dataset
 from dicom_net.ups import UPS_CLASS_UIDS, UPS_HANDLERS, handle_ups_find
+from dicom_net.ups import handle_n_action as handle_ups_n_action
 from rv.ingest import object_receive
 
 log = logging.getLogger(__name__)
@@ -193,6 +196,21 @@ def handle_find(event: Event) -> Iterator[tuple[Any, Dataset | None]]:
         yield from handle_qr_find(event)
 
 
+def handle_n_action(event: Event) -> tuple[Dataset | int, Dataset | None]:
+    """N-ACTION: Storage Commitment on its context (PS3.4 J.3.2), the worklist on a UPS one."""
+    if event.context.abstract_syntax == StorageCommitmentPushModel:
+        return handle_commitment_action(event)
+    return handle_ups_n_action(event)
+
+
+def handle_n_event_report(event: Event) -> tuple[Dataset | int, Dataset | None]:
+    """N-EVENT-REPORT: only a Storage Commitment Result for a request Verity made."""
+    if event.context.abstract_syntax == StorageCommitmentPushModel:
+        return handle_commitment_report(event)
+    return status_dataset(0x0110, "Verity takes N-EVENT-REPORT only for Storage "
+                                  "Commitment"), None
+
+
 HANDLERS = [
     (evt.EVT_ACCEPTED, handle_accepted),
     (evt.EVT_REJECTED, handle_rejected),
@@ -202,5 +220,7 @@ HANDLERS = [
     (evt.EVT_C_STORE, handle_store),
     *[(e, h) for e, h in QR_HANDLERS if e is not evt.EVT_C_FIND],
     (evt.EVT_C_FIND, handle_find),
-    *UPS_HANDLERS,
+    *[(e, h) for e, h in UPS_HANDLERS if e is not evt.EVT_N_ACTION],
+    (evt.EVT_N_ACTION, handle_n_action),
+    (evt.EVT_N_EVENT_REPORT, handle_n_event_report),
 ]

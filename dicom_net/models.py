@@ -38,11 +38,15 @@ class Node(models.Model):
     ups_lenient = models.BooleanField(
         default=False, help_text="UPS final state: supply missing performed-procedure "
                                  "attributes from the schedule (audited) instead of refusing")
+    # PS3.4 Annex J (issue 14): our exports to it count only once it commits to keep them.
+    commit_exports = models.BooleanField(
+        default=False, help_text="exports are asked for Storage Commitment and count as done "
+                                 "only once it confirmed them (needs receives_exports)")
     description = models.CharField(max_length=200, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     ROLE_FIELDS = ("can_store", "can_query", "move_destination", "receives_exports",
-                   "ups_performer")
+                   "ups_performer", "commit_exports")
 
     class Meta:
         ordering = ["name"]
@@ -56,6 +60,9 @@ class Node(models.Model):
         if not single and (self.move_destination or self.receives_exports):
             raise ValidationError({"host": "a network cannot be connected to: a C-MOVE "
                                            "destination or export peer needs one address"})
+        if self.commit_exports and not self.receives_exports:
+            raise ValidationError({"commit_exports": "only a node that receives exports "
+                                                     "can commit them (add the exports role)"})
 
     @property
     def roles(self) -> list[str]:
@@ -102,8 +109,16 @@ class ExportJob(models.Model):
     class Status(models.TextChoices):
         PENDING = "pending"
         SENDING = "sending"
+        # Sent to a node that commits exports; DONE once the node confirmed it keeps it.
+        COMMITTING = "committing"
         DONE = "done"
         FAILED = "failed"
+
+    class Commitment(models.TextChoices):
+        NONE = "", "not asked"  # the node does not commit exports
+        AWAITED = "awaited", "awaited"  # sent; the node has not confirmed it yet
+        COMMITTED = "committed", "committed"  # the node reported it committed
+        REFUSED = "refused", "refused"  # the node reported a failure: sent again
 
     instance = models.ForeignKey("archive.Instance", on_delete=models.PROTECT,
                                  related_name="export_jobs")
@@ -119,6 +134,15 @@ class ExportJob(models.Model):
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
     sent_at = models.DateTimeField(null=True, blank=True)
+    # Storage Commitment (issue 14), for a node with commit_exports.
+    commitment = models.CharField(max_length=16, choices=Commitment.choices, blank=True,
+                                  default=Commitment.NONE)
+    commit_attempts = models.PositiveIntegerField(
+        default=0, help_text="Storage Commitment requests made for it")
+    commitment_request = models.ForeignKey(
+        "CommitmentRequest", null=True, blank=True, on_delete=models.SET_NULL,
+        related_name="export_jobs", help_text="the latest request asking the node to commit it")
+    committed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-pk"]
@@ -127,3 +151,72 @@ class ExportJob(models.Model):
 
     def __str__(self) -> str:
         return f"export #{self.pk} to {self.node_id}: {self.status}"
+
+
+class CommitmentRequest(models.Model):
+    """One Storage Commitment Push Model transaction (PS3.4 Annex J), either way.
+
+    RECEIVED: a peer asked us (N-ACTION); the row is written before the N-ACTION response and
+    a worker sends the N-EVENT-REPORT (dicom_net.commitment_scp). SENT: we asked a node that
+    commits our exports (dicom_net.commitment_scu); its report is matched by Transaction UID.
+    """
+
+    class Direction(models.TextChoices):
+        RECEIVED = "received"
+        SENT = "sent"
+
+    class Status(models.TextChoices):
+        # RECEIVED: the report is due, being sent, delivered, or cannot be delivered.
+        PENDING = "pending"
+        SENDING = "sending"
+        REPORTED = "reported"
+        UNDELIVERABLE = "undeliverable"  # no registered address, or attempts used up
+        # SENT: awaiting the node's report, its verdict, or no verdict.
+        REQUESTED = "requested"
+        COMMITTED = "committed"  # event type 1: all committed
+        FAILURES = "failures"  # event type 2: failures exist
+        REFUSED = "refused"  # the N-ACTION was not accepted (or no association)
+        EXPIRED = "expired"  # no report in RV_COMMIT_REPORT_TIMEOUT: asked again
+
+    direction = models.CharField(max_length=8, choices=Direction.choices)
+    transaction_uid = models.CharField(max_length=64, db_index=True)
+    node = models.ForeignKey(Node, null=True, blank=True, on_delete=models.SET_NULL,
+                             related_name="commitment_requests")
+    peer_ae = models.CharField(max_length=16, help_text="the peer's AE title")
+    status = models.CharField(max_length=16, choices=Status.choices)
+    references = models.JSONField(
+        default=list, help_text="[[SOP Class UID, SOP Instance UID], ...] as requested")
+    committed = models.JSONField(default=list, blank=True,
+                                 help_text="[[SOP Class UID, SOP Instance UID], ...] committed")
+    failed = models.JSONField(
+        default=list, blank=True,
+        help_text="[[SOP Class UID, SOP Instance UID, Failure Reason, why], ...]")
+    event_type = models.PositiveSmallIntegerField(
+        null=True, blank=True, help_text="1: all committed; 2: failures exist")
+    duplicate = models.BooleanField(
+        default=False, help_text="RECEIVED: the Transaction UID was used before (0x0131)")
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    claimed_by = models.CharField(max_length=100, blank=True)
+    via = models.CharField(max_length=16, blank=True,
+                           help_text="the association the report went or came on: same, new")
+    last_error = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    reported_at = models.DateTimeField(null=True, blank=True,
+                                       help_text="when the report was sent or received")
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        indexes = [models.Index(fields=["direction", "status", "next_attempt_at"],
+                                name="dicom_net_commit_due_idx")]
+        constraints = [
+            # Ours are generated; a peer's may repeat (0x0131), so only ours are unique.
+            models.UniqueConstraint(fields=["transaction_uid"],
+                                    condition=models.Q(direction="sent"),
+                                    name="dicom_net_commit_sent_uid_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.direction} commitment {self.transaction_uid}: {self.status}"

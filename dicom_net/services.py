@@ -18,7 +18,8 @@ from dicom_net.models import Node
 def node_add(*, name: str, ae_title: str, host: str, port: int, can_store: bool = True,
              can_query: bool = True, move_destination: bool = False,
              receives_exports: bool = False, ups_performer: bool = False,
-             ups_lenient: bool = False, machine: str = "", description: str = "") -> Node:
+             ups_lenient: bool = False, commit_exports: bool = False, machine: str = "",
+             description: str = "") -> Node:
     from rv.models import TreatmentMachine
 
     if Node.objects.filter(name=name).exists():
@@ -31,8 +32,8 @@ def node_add(*, name: str, ae_title: str, host: str, port: int, can_store: bool 
     node = Node(name=name, ae_title=ae_title.strip(), host=host, port=port,
                 can_store=can_store, can_query=can_query, move_destination=move_destination,
                 receives_exports=receives_exports, ups_performer=ups_performer,
-                ups_lenient=ups_lenient, treatment_machine=treatment_machine,
-                description=description)
+                ups_lenient=ups_lenient, commit_exports=commit_exports,
+                treatment_machine=treatment_machine, description=description)
     node.full_clean()
     node.save()
     return node

@@ -1,4 +1,5 @@
-"""Fixtures for DICOM network tests: DCMTK's storescp as a receiving peer."""
+"""Fixtures for DICOM network tests: DCMTK's storescp as a receiving peer; Orthanc as a
+Storage Commitment peer of the in-process SCP."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -49,3 +51,18 @@ def storescp_peer(tmp_path: Path) -> Iterator[StartPeer]:
         for proc in procs:
             proc.terminate()
             proc.wait(10)
+
+
+@pytest.fixture
+def orthanc(tmp_path: Path, live_scp: tuple[str, int]) -> Iterator[Any]:
+    """Orthanc in a process of its own (tests/dicom_net/orthanc.py), Verity's SCP (live_scp)
+    among its modalities; skips without Orthanc, except under CI."""
+    from tests.dicom_net.orthanc import Orthanc
+
+    folder = tmp_path / "orthanc"
+    folder.mkdir()
+    peer = Orthanc(folder, verity_port=live_scp[1])
+    try:
+        yield peer
+    finally:
+        peer.stop()

@@ -9,6 +9,7 @@ from pydicom.uid import UID
 from pynetdicom.sop_class import Verification
 
 from dicom_net.ae import (
+    COMMITMENT_SOP_CLASSES,
     QR_SOP_CLASSES,
     STORAGE_SOP_CLASSES,
     STORAGE_TRANSFER_SYNTAXES,
@@ -37,11 +38,12 @@ def test_sop_classes_and_roles_match_the_ae() -> None:
     documented_scu = {r["UID"] for r in rows if r["SCU"] == "yes"}
     supported = {cx.abstract_syntax for cx in ae.supported_contexts}
     assert documented_scp == supported
-    # SCU: storage (exports, C-MOVE, and C-GET through role selection) and Verification
-    # (dicom_node echo).
+    # SCU: storage (exports, C-MOVE, and C-GET through role selection), Verification
+    # (dicom_node echo) and Storage Commitment (committed exports, whose reports a node may
+    # send on an association it opens, proposing the SCP role).
     scu = {cx.abstract_syntax for cx in ae.supported_contexts if cx.scu_role}
     assert documented_scu == scu | {Verification}
-    assert scu == set(STORAGE_SOP_CLASSES)
+    assert scu == set(STORAGE_SOP_CLASSES) | set(COMMITMENT_SOP_CLASSES)
     assert set(QR_SOP_CLASSES) <= documented_scp
     for row in rows:  # names are the standard's, as pydicom knows them
         assert row["SOP Class"] == UID(row["UID"]).name
@@ -92,3 +94,18 @@ def test_every_ups_status_verity_answers_is_documented() -> None:
     documented = {int(r["Code"], 16) for r in rows
                   if "N-" in r["Service"] or "UPS" in r["Meaning"]}
     assert answered <= documented, sorted(hex(c) for c in answered - documented)
+
+
+def test_every_storage_commitment_status_and_failure_reason_is_documented() -> None:
+    from dicom_net import commitment
+
+    rows = table("Status codes")
+    for service, codes in commitment.ANSWERED.items():
+        documented = {int(r["Code"], 16) for r in rows
+                      if service in r["Service"] and "Storage Commitment" in r["Service"]}
+        assert set(codes) - {0x0000} <= documented, (service, sorted(
+            hex(c) for c in set(codes) - {0x0000} - documented))
+    reported = {commitment.PROCESSING_FAILURE, commitment.NO_SUCH_OBJECT_INSTANCE,
+                commitment.CLASS_INSTANCE_CONFLICT, commitment.SOP_CLASS_NOT_SUPPORTED,
+                commitment.DUPLICATE_TRANSACTION_UID}
+    assert {int(r["Failure Reason"], 16) for r in table("Storage Commitment")} == reported

@@ -34,7 +34,8 @@ OPEN = {"login", "logout", "api-token", "api-schema", "api-docs", "api-root",
         "api-logout", "api-logout-all"}  # revoking one's own token needs no role
 # What a bare superuser may reach: its IT work (users, DICOM nodes) and the home page,
 # which sends it there.
-SUPERUSER_MAY = {"home", "rv-users", "node-list", "node-detail"}
+SUPERUSER_MAY = {"home", "rv-users", "node-list", "node-detail",
+                 "commitment-list", "commitment-detail"}  # Storage Commitment: DICOM plumbing
 SAMPLE = {"pk": "1", "machine": "TrueBeam1", "action": "approve", "format": "json"}
 
 

@@ -15,6 +15,7 @@ ROLE_FLAGS = {
     "query": "can_query",
     "move-destination": "move_destination",
     "exports": "receives_exports",
+    "commit": "commit_exports",        # exports count once the node commits them (PS3.4 J)
     "worklist": "ups_performer",       # IHE-RO TDW-II: claims and updates worklist steps
     "ups-lenient": "ups_lenient",      # supply missing UPS final-state attributes (audited)
 }

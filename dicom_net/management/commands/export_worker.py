@@ -1,5 +1,10 @@
 """manage.py export_worker: send queued exports (dicom_net.exports) until stopped.
 
+It also does the queue's Storage Commitment work (PS3.4 Annex J, issue 14), once no export is
+due: asks the nodes that commit exports to commit what was sent them
+(dicom_net.commitment_scu), and sends the reports of peers' requests the SCP could not
+deliver at once (dicom_net.commitment_scp).
+
 Run as many as you like, on any host sharing the database and the file store: each job is
 claimed by one worker at a time. SIGTERM or Ctrl-C stops it after the job in hand is
 recorded. --once drains what is due now and exits. A database outage does not stop it: it
@@ -17,6 +22,8 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import InterfaceError, OperationalError, close_old_connections, connections
 
+from dicom_net.commitment_scp import commitment_report_process
+from dicom_net.commitment_scu import export_commit_process
 from dicom_net.exports import export_process, worker_name
 from rv.supervision import Backoff
 
@@ -52,6 +59,9 @@ class Command(BaseCommand):
             try:
                 close_old_connections()
                 job = export_process(worker=worker, wait=None if options["once"] else stop.wait)
+                committing = [] if job is not None else export_commit_process(worker=worker)
+                report = None if job is not None or committing else commitment_report_process(
+                    worker=worker)
             except (OperationalError, InterfaceError) as exc:
                 if options["once"]:
                     raise CommandError(f"database unavailable: {_first_line(exc)}") from exc
@@ -68,12 +78,21 @@ class Command(BaseCommand):
             if outage.failures:
                 self.stdout.write(f"export worker {worker}: database back")
                 outage.ok()
+            for done in committing:
+                self.stdout.write(f"export #{done.pk} to {done.node.name}: {done.status}, "
+                                  f"commitment {done.commitment or 'not asked'}"
+                                  + (f" ({done.last_error})" if done.last_error else ""))
+            if report is not None:
+                self.stdout.write(f"commitment report {report.transaction_uid} to "
+                                  f"{report.peer_ae}: {report.status}"
+                                  + (f" ({report.last_error})" if report.last_error else ""))
             if job is None:
-                if options["once"]:
-                    break
-                stop.wait(options["poll"])
+                if not (committing or report):
+                    if options["once"]:
+                        break
+                    stop.wait(options["poll"])
                 continue
-            if job.status == job.Status.DONE:
+            if job.status in (job.Status.DONE, job.Status.COMMITTING):
                 sent += 1
             else:
                 failed += 1
