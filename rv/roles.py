@@ -53,6 +53,8 @@ class Action(StrEnum):
     COUCH_CONFIRM = "confirm_couch"  # a second person confirms couch positions of fraction 1
     WORKITEM_REVIEW = "review_workitem"  # release a continuation, clear a worklist flag
     WORKITEM_RELEASE = "release_workitem"  # end a stale IN PROGRESS step a device holds
+    PRESCRIBE = "prescribe"          # write, sign, amend a prescription; link plans to it;
+    #   override a stop beyond a prescription's total dose (rv.verification.OVERRIDE_ACTION)
     # administration
     MANAGE_USERS = "manage_users"
     MANAGE_NODES = "manage_nodes"
@@ -86,6 +88,7 @@ PERMISSIONS: dict[Action, tuple[str, ...]] = {
     A.COUCH_CONFIRM: (THERAPIST, PHYSICIST),
     A.WORKITEM_REVIEW: (PHYSICIST, PHYSICIAN),
     A.WORKITEM_RELEASE: (PHYSICIST,),
+    A.PRESCRIBE: (PHYSICIAN,),
     A.MANAGE_USERS: (ADMIN,),
     A.MANAGE_NODES: (ADMIN,),
 }
@@ -110,6 +113,7 @@ _WORDS: dict[Action, str] = {
     A.EXPORT_RETRY: "send an export again",
     A.COUCH_CONFIRM: "confirm captured couch positions",
     A.WORKITEM_REVIEW: "review a worklist step", A.WORKITEM_RELEASE: "release a claimed step",
+    A.PRESCRIBE: "prescribe",
     A.MANAGE_USERS: "manage users and roles",
     A.MANAGE_NODES: "manage DICOM nodes",
 }
