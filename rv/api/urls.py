@@ -2,7 +2,7 @@ from django.urls import include, path
 from rest_framework import permissions
 from rest_framework.routers import APIRootView, DefaultRouter
 
-from rv.api import auth, history, plans, setup, treatment, workitems
+from rv.api import auth, history, plans, prescriptions, setup, treatment, workitems
 
 
 class RootView(APIRootView):
@@ -27,6 +27,7 @@ router.register("appointments", treatment.AppointmentViewSet, basename="appointm
 router.register("audit-events", treatment.AuditEventViewSet, basename="audit-event")
 router.register("records", history.RecordViewSet, basename="record")
 router.register("workitems", workitems.WorkitemViewSet, basename="workitem")
+router.register("prescriptions", prescriptions.PrescriptionViewSet, basename="prescription")
 
 urlpatterns = [
     path("auth/token/", auth.TokenView.as_view(), name="api-token"),
