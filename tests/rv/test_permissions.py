@@ -79,6 +79,7 @@ EXPECTED = {
     A.COUCH_CONFIRM: {THERAPIST, PHYSICIST},  # issue 11: a second person
     A.WORKITEM_REVIEW: {PHYSICIST, PHYSICIAN},  # issue 13: the TDW-II worklist
     A.WORKITEM_RELEASE: {PHYSICIST},            # issue 13: a stale device claim
+    A.PRESCRIBE: {PHYSICIAN},                   # issue 15: the physician's prescription
 }
 # Checked at their doors (pages, API), not by a service function.
 DOOR_ONLY = {A.CLINICAL_READ, VIEW_HISTORY, VIEW_AUDIT, A.EXPORT_READ, A.NODE_READ,
@@ -214,6 +215,17 @@ def _attempt(action: Action, user: User) -> Callable[[], object]:
                               transaction_uid=txn, calling_ae="LINAC1", lenient=True)
         return lambda: workitem_review(workitem=step, user=user, password=PASSWORD,
                                        comment="checked at the machine")
+    if action == A.PRESCRIBE:
+        from rv.services.prescriptions import (
+            PrescriptionInput,
+            ReferencePointInput,
+            prescription_create,
+        )
+
+        plan = _plan(approved=False)
+        return lambda: prescription_create(course=plan.course, user=user, data=PrescriptionInput(
+            site="Pelvis", dose_per_fraction=2.0, fractions=5,
+            references=(ReferencePointInput("PTV", primary=True),)))
     raise AssertionError(action)
 
 
