@@ -228,6 +228,11 @@ RV_MAX_PDU = env_int("RV_MAX_PDU", 131072, low=0)
 RV_SCP_PROCESSES = env_int("RV_SCP_PROCESSES", min(os.cpu_count() or 1, 8), low=1, high=64)
 # Verification: the least time between the starts of two fractions of a plan (issue 5).
 RV_MIN_FRACTION_INTERVAL_HOURS = env_int("RV_MIN_FRACTION_INTERVAL_HOURS", 6, low=0, high=168)
+# Prescriptions (issue 15): a plan's dose per fraction to the primary reference point may
+# differ from the prescription's by this much (% of it) at approval, unless the plan's
+# machine has its own value (a physicist's, /machines/).
+RV_PRESCRIPTION_TOLERANCE_PERCENT = env_float("RV_PRESCRIPTION_TOLERANCE_PERCENT", 2.0, low=0.0,
+                                              high=50.0)
 # Export queue (manage.py export_worker): attempts before FAILED, first retry delay (doubles
 # each attempt, at most RV_EXPORT_MAX_DELAY), how long a claimed job is a worker's before
 # another may take it over, idle poll interval and network timeout, in seconds.

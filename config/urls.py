@@ -11,6 +11,7 @@ from rv.views import history as history_views
 from rv.views import machine as machine_views
 from rv.views import machines as machine_settings
 from rv.views import plans as plan_views
+from rv.views import prescriptions as rx_views
 from rv.views import tasks as task_views
 from rv.views import treat as treat_views
 from rv.views import users as user_views
@@ -35,6 +36,8 @@ urlpatterns = [
     path("machines/", machine_settings.machines, name="rv-machines"),
     path("machines/<int:pk>/meterset-policy/", machine_settings.meterset_policy,
          name="rv-machine-meterset"),
+    path("machines/<int:pk>/prescription-tolerance/", machine_settings.prescription_tolerance,
+         name="rv-machine-rx-tolerance"),
     path("machines/groups/", machine_settings.group_save, name="rv-machine-group"),
     path("machines/<int:pk>/tdw/", machine_settings.tdw_delivery, name="rv-machine-tdw"),
     path("machines/<int:pk>/worklist/", worklist_views.worklist, name="rv-machine-worklist"),
@@ -58,6 +61,13 @@ urlpatterns = [
     path("archive/studies/<int:pk>/", archive_views.study_detail, name="archive-study"),
     path("patients/", plan_views.patients, name="rv-patients"),
     path("patients/<int:pk>/", plan_views.patient_chart, name="rv-patient"),
+    path("courses/<int:pk>/prescriptions/new/", rx_views.prescription_new,
+         name="rv-prescription-new"),
+    path("prescriptions/<int:pk>/", rx_views.prescription_page, name="rv-prescription"),
+    path("prescriptions/<int:pk>/amend/", rx_views.prescription_amend_page,
+         name="rv-prescription-amend"),
+    path("prescriptions/<int:pk>/<slug:action>/", rx_views.prescription_action,
+         name="rv-prescription-action"),
     path("plans/<int:pk>/", plan_views.plan_page, name="rv-plan"),
     path("plans/<int:pk>/<slug:action>/", plan_views.plan_action, name="rv-plan-action"),
     path("beams/<int:pk>/tolerance-table/", plan_views.beam_assign_tolerance,

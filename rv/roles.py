@@ -56,6 +56,8 @@ class Action(StrEnum):
     CHART_CHECK = "chart_check"      # sign off a first-fraction or weekly physics chart check
     PHYSICIAN_REVIEW = "physician_review"  # sign off a physician's weekly review
     TASK_ASSIGN = "assign_task"      # see every open task, assign or cancel one
+    PRESCRIBE = "prescribe"          # write, sign, amend a prescription; link plans to it;
+    #   override a stop beyond a prescription's total dose (rv.verification.OVERRIDE_ACTION)
     # administration
     MANAGE_USERS = "manage_users"
     MANAGE_NODES = "manage_nodes"
@@ -92,6 +94,7 @@ PERMISSIONS: dict[Action, tuple[str, ...]] = {
     A.CHART_CHECK: (PHYSICIST,),
     A.PHYSICIAN_REVIEW: (PHYSICIAN,),
     A.TASK_ASSIGN: (PHYSICIST, PHYSICIAN),
+    A.PRESCRIBE: (PHYSICIAN,),
     A.MANAGE_USERS: (ADMIN,),
     A.MANAGE_NODES: (ADMIN,),
 }
@@ -119,6 +122,7 @@ _WORDS: dict[Action, str] = {
     A.CHART_CHECK: "sign off a physics chart check",
     A.PHYSICIAN_REVIEW: "sign off a physician's weekly review",
     A.TASK_ASSIGN: "assign or cancel a task",
+    A.PRESCRIBE: "prescribe",
     A.MANAGE_USERS: "manage users and roles",
     A.MANAGE_NODES: "manage DICOM nodes",
 }

@@ -27,14 +27,27 @@ COURSE_NOT_ACTIVE = "course_not_active"
 PATIENT_MISMATCH = "patient_mismatch"
 COUCH_REFERENCE = "couch_reference"
 NO_CLEARANCE = "no_setup_check"
+# A physician's prescription (issue 15), per reference point over every plan it covers.
+PRESCRIPTION_SESSION = "prescription_session"
+PRESCRIPTION_DAILY = "prescription_daily"
+PRESCRIPTION_TOTAL = "prescription_total"
+# A notice, never a violation: the total is within one fraction of its limit.
+PRESCRIPTION_NEAR_TOTAL = "prescription_near_total"
+PRESCRIPTION_UNCOUNTED = "prescription_dose_unknown"  # a notice too
 
 # Rules about the whole session (the interval's "actual" moves with the clock).
 SESSION_RULES = (PLAN_NOT_APPROVED, FRACTION_COUNT, FRACTION_INTERVAL, CUMULATIVE_DOSE,
-                 COURSE_NOT_ACTIVE, PATIENT_MISMATCH, NO_CLEARANCE)
+                 COURSE_NOT_ACTIVE, PATIENT_MISMATCH, NO_CLEARANCE, PRESCRIPTION_SESSION,
+                 PRESCRIPTION_DAILY, PRESCRIPTION_TOTAL, PRESCRIPTION_NEAR_TOTAL,
+                 PRESCRIPTION_UNCOUNTED)
 # Hard stops: nobody can override them (docs/safety.md). The rest need a physicist's or
 # physician's override at the set-up check, or flag a record for review.
 HARD_STOPS = frozenset({PLAN_NOT_APPROVED, WRONG_MACHINE, FRACTION_COUNT, COURSE_NOT_ACTIVE,
                         PATIENT_MISMATCH})
+# Rules whose override needs more than the OVERRIDE right: the signer's role must also allow
+# this rv.roles.Action (by value; a plain string keeps this module free of Django). A stop
+# beyond a prescription's total dose is lifted by a physician only.
+OVERRIDE_ACTION: dict[str, str] = {PRESCRIPTION_TOTAL: "prescribe"}
 
 ANGLES = ("gantry_angle", "collimator_angle", "couch_angle")
 POSITIONS = ("table_top_vertical", "table_top_longitudinal", "table_top_lateral")
@@ -58,10 +71,16 @@ class Violation:
         """A hard stop: no override exists for it."""
         return self.rule in HARD_STOPS
 
+    @property
+    def override_action(self) -> str | None:
+        """The rv.roles.Action value an override's signer needs besides OVERRIDE, if any."""
+        return OVERRIDE_ACTION.get(self.rule)
+
     def as_dict(self) -> dict[str, object]:
         return {"rule": self.rule, "parameter": self.parameter, "planned": self.planned,
                 "actual": self.actual, "tolerance": self.tolerance, "message": self.message,
-                "subject": self.subject, "hard": self.hard}
+                "subject": self.subject, "hard": self.hard,
+                "override_action": self.override_action}
 
     def key(self) -> str:
         """What an override must name to cover this violation: rule and parameter, and for
@@ -302,6 +321,78 @@ def check_cumulative_dose(*, references: Iterable[DoseReferenceState]) -> list[V
     return out
 
 
+@dataclass(frozen=True)
+class PrescriptionPointState:
+    """A reference point of the physician's prescription (issue 15), its limits (Gy; None:
+    none), and its dose over every plan the prescription covers: before this session, today
+    before this session, and what this session gives (at the set-up check: what is left of
+    the fraction). `fraction_dose`: what one whole fraction of this plan gives the point
+    (the near-total notice); `unknown_sessions`: sessions of those plans whose dose to the
+    point is not known, so not counted."""
+
+    site: str
+    point: str
+    session_limit: float | None
+    daily_limit: float | None
+    total_limit: float | None
+    delivered_before: float
+    delivered_today: float
+    this_session: float
+    fraction_dose: float | None = None
+    unknown_sessions: int = 0
+
+
+def check_prescription_limits(*, points: Iterable[PrescriptionPointState]) -> list[Violation]:
+    """Session, daily and total limits of the prescription's reference points. Beyond the
+    total, only a physician's override lifts the stop (OVERRIDE_ACTION)."""
+    out = []
+    for p in points:
+        name = f"{p.site}, {p.point}"
+        if p.session_limit is not None and _exceeds(p.this_session - p.session_limit, 0.0):
+            out.append(Violation(PRESCRIPTION_SESSION, f"{name}: session dose (Gy)",
+                                 p.session_limit, round(p.this_session, 4), 0,
+                                 f"{name}: {p.this_session:.3f} Gy in this session passes the "
+                                 f"prescription's session limit of {p.session_limit:g} Gy"))
+        today = p.delivered_today + p.this_session
+        if p.daily_limit is not None and _exceeds(today - p.daily_limit, 0.0):
+            out.append(Violation(PRESCRIPTION_DAILY, f"{name}: dose today (Gy)", p.daily_limit,
+                                 round(today, 4), 0,
+                                 f"{name}: {today:.3f} Gy today would pass the prescription's "
+                                 f"daily limit of {p.daily_limit:g} Gy"))
+        total = p.delivered_before + p.this_session
+        if p.total_limit is not None and _exceeds(total - p.total_limit, 0.0):
+            out.append(Violation(PRESCRIPTION_TOTAL, f"{name}: total dose (Gy)", p.total_limit,
+                                 round(total, 4), 0,
+                                 f"{name}: {total:.3f} Gy in all would pass the prescription's "
+                                 f"total of {p.total_limit:g} Gy: only a physician's override "
+                                 "lifts this stop"))
+    return out
+
+
+def prescription_notices(*, points: Iterable[PrescriptionPointState]) -> list[Violation]:
+    """What the console shows without blocking: a total within one fraction of its limit
+    after this session (the last fraction that fits), and doses that could not be counted."""
+    out = []
+    for p in points:
+        name = f"{p.site}, {p.point}"
+        total = p.delivered_before + p.this_session
+        step = p.fraction_dose if p.fraction_dose is not None else p.this_session
+        if p.total_limit is not None and not _exceeds(total - p.total_limit, 0.0) and \
+                _exceeds(total + step - p.total_limit, 0.0) and step > 0:
+            left = max(0.0, p.total_limit - total)
+            out.append(Violation(PRESCRIPTION_NEAR_TOTAL, f"{name}: total dose (Gy)",
+                                 p.total_limit, round(total, 4), 0,
+                                 f"{name}: {total:.3f} Gy of the prescription's "
+                                 f"{p.total_limit:g} Gy after this session; {left:.3f} Gy left, "
+                                 "less than a fraction"))
+        if p.unknown_sessions:
+            out.append(Violation(PRESCRIPTION_UNCOUNTED, f"{name}: dose not known",
+                                 None, p.unknown_sessions, None,
+                                 f"{name}: the dose of {p.unknown_sessions} earlier session(s) "
+                                 "to this point is not known and is not counted"))
+    return out
+
+
 def delivered_dose(*, beam_dose: float | None, specified: float, delivered: float) -> float:
     """A beam's delivered dose: its planned dose contribution scaled by delivered/specified."""
     if not beam_dose or specified <= 0:
@@ -358,6 +449,8 @@ class SessionFacts:
     # Upper-case names of the machines a physicist declared beam-matched with the actual one.
     matched_machines: frozenset[str] = frozenset()
     couch_pending: frozenset[str] = frozenset()  # beams whose couch reference awaits a 2nd person
+    # The physician's prescription covering the plan, per reference point (issue 15).
+    prescription_points: tuple[PrescriptionPointState, ...] = ()
 
 
 def verify_setup(facts: SessionFacts) -> list[Violation]:
@@ -378,6 +471,7 @@ def verify_setup(facts: SessionFacts) -> list[Violation]:
         found += check_couch_reference(beam=beam.beam, pending=beam.beam in facts.couch_pending)
         out += [replace(v, subject=beam.beam) for v in found]
     out += check_cumulative_dose(references=facts.dose_references)
+    out += check_prescription_limits(points=facts.prescription_points)
     return out
 
 
@@ -394,6 +488,7 @@ def verify_record(facts: SessionFacts) -> list[Violation]:
                                           actual=beam.actual_setting, tolerance=beam.tolerance)
         out += [replace(v, subject=beam.beam) for v in found]
     out += check_cumulative_dose(references=facts.dose_references)
+    out += check_prescription_limits(points=facts.prescription_points)
     return out
 
 

@@ -17,7 +17,8 @@ DOC = REPO / "docs" / "safety.md"
 TEST_ID = re.compile(r"(tests/[\w/]+\.py)::(\w+)(?:\[[^\]\s`]*\])?")
 # Files whose every test is part of the safety case.
 SAFETY_FILES = ("tests/rv/test_safety_core.py", "tests/rv/test_safety_record.py",
-                "tests/e2e/test_console_safety_browser.py")
+                "tests/e2e/test_console_safety_browser.py",
+                "tests/rv/test_prescription_limits.py")
 AREAS = ("Access control", "Data transfer", "Units and scaling", "Date and time",
          "Set-up verification", "Override with authorisation", "Recording every session")
 

@@ -20,6 +20,7 @@ from rv.api.serializers import (
     PlanSerializer,
 )
 from rv.models import Course, Patient, Plan
+from rv.prescription_selectors import plan_prescription_check
 from rv.roles import Action
 from rv.selectors import plan_detail
 from rv.services import plans as plan_services
@@ -76,6 +77,17 @@ ApproveRequest = inline_serializer("PlanApproveRequest", {
 ReasonRequest = inline_serializer("PlanReasonRequest", {
     "reason": serializers.CharField(required=False, allow_blank=True)})
 MoveRequest = inline_serializer("PlanMoveRequest", {"course": serializers.IntegerField()})
+PrescriptionCheckOut = inline_serializer("PlanPrescriptionCheck", {
+    "prescription": serializers.IntegerField(allow_null=True),
+    "site": serializers.CharField(allow_null=True),
+    "version": serializers.IntegerField(allow_null=True),
+    "ok": serializers.BooleanField(help_text="approval would not be refused for it"),
+    "partial": serializers.BooleanField(),
+    "problem": serializers.CharField(help_text="why it cannot be checked at all"),
+    "checks": inline_serializer("PlanPrescriptionCheckItem", {
+        "what": serializers.CharField(), "prescribed": serializers.CharField(),
+        "planned": serializers.CharField(), "ok": serializers.BooleanField(),
+        "message": serializers.CharField()}, many=True)})
 
 
 class PlanViewSet(viewsets.ReadOnlyModelViewSet):
@@ -105,6 +117,18 @@ class PlanViewSet(viewsets.ReadOnlyModelViewSet):
         password = str(request.data.get("password", ""))
         return self._done(_call(lambda: plan_services.plan_approve(
             plan=plan, user=request.user, password=password)))
+
+    @extend_schema(request=None, responses=PrescriptionCheckOut,
+                   description="The plan against the physician's prescription covering it, "
+                   "as approval checks it (issue 15): `prescription` null when its course "
+                   "has none (approval then checks nothing of it).")
+    @action(detail=True, methods=["get"], url_path="prescription-check")
+    def prescription_check(self, request: Request, pk: str | None = None) -> Response:
+        check = plan_prescription_check(plan=super().get_object())
+        if check is None:
+            return Response({"prescription": None, "site": None, "version": None, "ok": True,
+                             "partial": False, "problem": "", "checks": []})
+        return Response(check.as_dict())
 
     @extend_schema(request=ReasonRequest, responses=PlanDetailSerializer)
     @action(detail=True, methods=["post"])

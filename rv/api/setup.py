@@ -16,7 +16,11 @@ from rest_framework.response import Response
 from rv.api.treat_inputs import SetupCheckIn, validated
 from rv.models import MachineGroup, Override, SetupClearance, TreatmentMachine
 from rv.roles import Action
-from rv.services.machines import machine_group_save, machine_meterset_policy_set
+from rv.services.machines import (
+    machine_group_save,
+    machine_meterset_policy_set,
+    machine_prescription_tolerance_set,
+)
 from rv.services.setup_check import OverrideInput, setup_check
 
 Message = inline_serializer("SetupErrorMessage", {"message": serializers.CharField()})
@@ -28,7 +32,10 @@ Blocked = inline_serializer("SetupBlocked", {
         "actual": serializers.CharField(allow_null=True),
         "tolerance": serializers.CharField(allow_null=True),
         "message": serializers.CharField(), "subject": serializers.CharField(),
-        "hard": serializers.BooleanField(), "key": serializers.CharField()}, many=True)})
+        "hard": serializers.BooleanField(), "key": serializers.CharField(),
+        "override_action": serializers.CharField(
+            allow_null=True, help_text="what the override's signer must also be allowed "
+            "(rv.roles Action; 'prescribe': a physician)")}, many=True)})
 
 
 class ClearanceOverrideSerializer(serializers.ModelSerializer):
@@ -51,7 +58,7 @@ class SetupClearanceSerializer(serializers.ModelSerializer):
         model = SetupClearance
         fields = ["id", "plan", "machine", "appointment", "fraction_number", "continuation",
                   "checked_by", "checked_at", "identity_confirmed", "status", "checked",
-                  "overrides", "date_reason", "session"]
+                  "overrides", "date_reason", "session", "warnings"]
 
     def get_session(self, obj: SetupClearance) -> int | None:
         session = getattr(obj, "session", None)
@@ -91,14 +98,21 @@ class MachineSerializer(serializers.ModelSerializer):
     class Meta:
         model = TreatmentMachine
         fields = ["id", "name", "manufacturer", "model_name", "meterset_tolerance_mu",
-                  "meterset_tolerance_percent", "tdw_delivery", "groups"]
-        read_only_fields = ["tdw_delivery"]
+                  "meterset_tolerance_percent", "prescription_tolerance_percent",
+                  "tdw_delivery", "groups"]
+        read_only_fields = ["tdw_delivery", "prescription_tolerance_percent"]
 
 
 PolicyIn = inline_serializer("MetersetPolicyRequest", {
     "meterset_tolerance_mu": serializers.FloatField(allow_null=True, min_value=0),
     "meterset_tolerance_percent": serializers.FloatField(allow_null=True, min_value=0,
                                                          max_value=100)})
+
+
+RxToleranceIn = inline_serializer("PrescriptionToleranceRequest", {
+    "prescription_tolerance_percent": serializers.FloatField(
+        allow_null=True, min_value=0, max_value=50,
+        help_text="null: RV_PRESCRIPTION_TOLERANCE_PERCENT")})
 
 
 class MachineViewSet(viewsets.ReadOnlyModelViewSet):
@@ -118,6 +132,19 @@ class MachineViewSet(viewsets.ReadOnlyModelViewSet):
             machine=self.get_object(), user=request.user,
             absolute=checked.validated_data["meterset_tolerance_mu"],
             percent=checked.validated_data["meterset_tolerance_percent"])
+        return Response(MachineSerializer(machine).data)
+
+    @extend_schema(request=RxToleranceIn, responses={200: MachineSerializer, 400: Message,
+                                                     403: Message},
+                   description="A physicist sets how far a plan's dose per fraction may be "
+                   "from its prescription's at approval, for plans on this machine.")
+    @action(detail=True, methods=["post"], url_path="prescription-tolerance")
+    def prescription_tolerance(self, request: Request, pk: str | None = None) -> Response:
+        checked = type(RxToleranceIn)(data=request.data)
+        checked.is_valid(raise_exception=True)
+        machine = machine_prescription_tolerance_set(
+            machine=self.get_object(), user=request.user,
+            percent=checked.validated_data["prescription_tolerance_percent"])
         return Response(MachineSerializer(machine).data)
 
 

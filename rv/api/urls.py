@@ -2,7 +2,7 @@ from django.urls import include, path
 from rest_framework import permissions
 from rest_framework.routers import APIRootView, DefaultRouter
 
-from rv.api import auth, history, plans, setup, tasks, treatment, workitems
+from rv.api import auth, history, plans, prescriptions, setup, tasks, treatment, workitems
 
 
 class RootView(APIRootView):
@@ -28,6 +28,7 @@ router.register("audit-events", treatment.AuditEventViewSet, basename="audit-eve
 router.register("records", history.RecordViewSet, basename="record")
 router.register("workitems", workitems.WorkitemViewSet, basename="workitem")
 router.register("tasks", tasks.TaskViewSet, basename="task")
+router.register("prescriptions", prescriptions.PrescriptionViewSet, basename="prescription")
 
 urlpatterns = [
     path("auth/token/", auth.TokenView.as_view(), name="api-token"),

@@ -16,6 +16,7 @@ from rv.models.plan import (
     FractionGroupBrachySetup,
     Plan,
 )
+from rv.models.prescription import Prescription, PrescriptionPlan, PrescriptionReference
 from rv.models.task import Task
 from rv.models.treatment import (
     Appointment,
@@ -37,5 +38,6 @@ __all__ = [
     "DeviceRecord", "RTImageLink",
     "DoseReference", "FractionGroup", "FractionGroupBeam", "FractionGroupBrachySetup",
     "Patient", "Plan", "ToleranceTable", "TreatmentMachine",
+    "Prescription", "PrescriptionPlan", "PrescriptionReference",
     "CouchReference", "MachineGroup", "SetupClearance", "Task", "Workitem",
 ]

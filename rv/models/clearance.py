@@ -38,6 +38,9 @@ class SetupClearance(models.Model):
                                   help_text="the overridden violations, as found")
     date_reason = models.TextField(blank=True,
                                    help_text="why an appointment of another day is treated")
+    # Notices that do not block (Violation.as_dict() values), e.g. a prescription's total
+    # dose within one fraction of its limit: shown at the console and in the API.
+    warnings = models.JSONField(default=list, blank=True)
 
     class Meta:
         ordering = ["-checked_at", "-id"]

@@ -30,6 +30,10 @@ class TreatmentMachine(models.Model):
                                               help_text="absolute, in the beam's unit")
     meterset_tolerance_percent = models.FloatField(null=True, blank=True,
                                                    help_text="% of the specified meterset")
+    # The physicist's tolerance on dose per fraction when a plan for this machine is
+    # approved against its prescription (None: RV_PRESCRIPTION_TOLERANCE_PERCENT).
+    prescription_tolerance_percent = models.FloatField(
+        null=True, blank=True, help_text="% of the prescribed dose per fraction")
     # IHE-RO TDW-II: the machine pulls its fractions from Verity's UPS worklist
     # (rv.services.workitems makes a step for each appointment of an approved plan).
     tdw_delivery = models.BooleanField(

@@ -44,11 +44,14 @@ class SignatureRefused(PermissionDenied):
 
 def esign_verify(*, username: str, password: str, action: Action,
                  not_user: User | None = None, by: User | None = None,
-                 subject: models.Model | None = None) -> AbstractBaseUser:
+                 subject: models.Model | None = None,
+                 also: tuple[Action, ...] = ()) -> AbstractBaseUser:
     """The signing user, if `username` names an active user whose `password` it is, whose
-    role may do `action` (rv.roles), and who is not `not_user` (the person whose work is
-    signed off). Otherwise SignatureRefused, with the one message. `by` is the logged-in
-    user asking, `subject` what is signed; both go into the refusal's audit event."""
+    role may do `action` (rv.roles) and each action of `also` (an override of a rule that
+    demands more, rv.verification.OVERRIDE_ACTION), and who is not `not_user` (the person
+    whose work is signed off). Otherwise SignatureRefused, with the one message. `by` is the
+    logged-in user asking, `subject` what is signed; both go into the refusal's audit
+    event."""
     name = (username or "").strip()
     user = get_user_model().objects.filter(username=name).first() if name else None
     if user is None:
@@ -62,6 +65,8 @@ def esign_verify(*, username: str, password: str, action: Action,
         cause = "signer is the user whose work is signed"
     elif not can(user, action):
         cause = "role may not sign this"
+    elif not all(can(user, extra) for extra in also):
+        cause = f"role may not sign this ({', '.join(str(a) for a in also)})"
     else:
         return user
     refused = SignatureRefused(cause=cause, signer=name[:150], action=action, by=by,

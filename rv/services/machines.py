@@ -48,6 +48,24 @@ def machine_meterset_policy_set(*, machine: TreatmentMachine, user: User,
 
 
 @transaction.atomic
+def machine_prescription_tolerance_set(*, machine: TreatmentMachine, user: User,
+                                       percent: float | None) -> TreatmentMachine:
+    """How far (percent of the prescribed dose per fraction) a plan for this machine may be
+    from its prescription at approval (issue 15); None: RV_PRESCRIPTION_TOLERANCE_PERCENT."""
+    require(user, EDIT_TOLERANCE)
+    percent = _limit(percent, "The prescription tolerance")
+    if percent is not None and percent > 50:
+        raise ValidationError("The prescription tolerance must be at most 50 %.")
+    machine = TreatmentMachine.objects.select_for_update().get(pk=machine.pk)
+    before = machine.prescription_tolerance_percent
+    machine.prescription_tolerance_percent = percent
+    machine.save(update_fields=["prescription_tolerance_percent"])
+    audit_record(action="machine.prescription_tolerance", obj=machine, user=user,
+                 details={"from": before, "to": percent})
+    return machine
+
+
+@transaction.atomic
 def machine_group_save(*, name: str, machines: list[TreatmentMachine], user: User
                        ) -> MachineGroup:
     """Declare machines beam-matched (a plan for one may be treated on the others), or

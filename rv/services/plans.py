@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from rv.errors import ValidationError
 from rv.models import Course, Patient, Plan
+from rv.prescription_selectors import PrescriptionCheck, plan_prescription_check
 from rv.roles import Action, require
 from rv.services.audit import audit_record
 from rv.services.esign import SignatureRefused, esign_refusal_audit, esign_verify
@@ -51,6 +52,20 @@ def plan_approve(*, plan: Plan, user: User, password: str) -> Plan:
     except SignatureRefused as refused:
         esign_refusal_audit(refused)
         raise
+    except PrescriptionMismatch as exc:  # on the record, though nothing changed
+        with transaction.atomic():
+            audit_record(action="plan.approve_refused", obj=plan, user=user,
+                         details={"why": exc.message, "prescription": exc.check.as_dict()})
+        raise
+
+
+class PrescriptionMismatch(ValidationError):
+    """The plan does not match the prescription covering it (or cannot be checked against
+    it); `check` says how (rv.prescription_selectors.PrescriptionCheck)."""
+
+    def __init__(self, check: PrescriptionCheck) -> None:
+        super().__init__(check.message)
+        self.check = check
 
 
 @transaction.atomic
@@ -66,9 +81,16 @@ def _plan_approve(*, plan: Plan, user: User, password: str) -> Plan:
     if newer is not None:
         raise ValidationError(f"Revision {newer.revision} of {plan.label} has arrived since: "
                               "approve the newest revision.")
+    # The physician's prescription, where the course has one (issue 15): the plan must match
+    # it (fractions, dose per fraction to the primary point ...) until the physician amends
+    # it. A course with no prescription: approved as before (docs/prescriptions.md).
+    rx = plan_prescription_check(plan=plan) if plan.status == S.RECEIVED else None
+    if rx is not None and not rx.ok:
+        raise PrescriptionMismatch(rx)
     plan.approved_by = user  # type: ignore[assignment]
     plan.approved_at = timezone.now()
-    _transition(plan, user=user, to=S.APPROVED, action="approve", allowed_from=(S.RECEIVED,))
+    _transition(plan, user=user, to=S.APPROVED, action="approve", allowed_from=(S.RECEIVED,),
+                details={"prescription": rx.as_dict()} if rx is not None else None)
     for older in plan.revision_chain()[1:]:
         older = _locked(older)
         if older.status in _SUPERSEDABLE:

@@ -23,7 +23,7 @@ from rv.errors import (
     VerificationFailed,
 )
 from rv.models import Appointment, Override, Plan, SetupClearance, TreatmentMachine
-from rv.roles import OVERRIDE, RECORD, require
+from rv.roles import OVERRIDE, RECORD, Action, require
 from rv.selectors import plan_to_treat
 from rv.services.audit import audit_record
 from rv.services.esign import REFUSED, SignatureRefused, esign_refusal_audit, esign_verify
@@ -137,11 +137,17 @@ def lock_target(*, request: SessionRequest, plan: Plan | None = None) -> Target:
     return Target(locked, machine, appointment, state, number, continuation)
 
 
-def authorise(*, override: OverrideInput, operator: User) -> AbstractBaseUser:
+def authorise(*, override: OverrideInput, operator: User,
+              violations: list[v.Violation] | tuple[v.Violation, ...] = ()
+              ) -> AbstractBaseUser:
     """The authorising user, if their e-signature holds (rv.services.esign: one message
-    whatever was wrong, no oracle on another user's password; never the operator)."""
+    whatever was wrong, no oracle on another user's password; never the operator), and
+    their role may also do what any of the violations demands of its override (a stop
+    beyond a prescription's total: a physician, rv.verification.OVERRIDE_ACTION)."""
+    demanded = tuple(sorted({Action(x.override_action) for x in violations
+                             if x.override_action}))
     user = esign_verify(username=override.username, password=override.password,
-                        action=OVERRIDE, not_user=operator, by=operator)
+                        action=OVERRIDE, not_user=operator, by=operator, also=demanded)
     if not override.reason.strip():
         raise PermissionDenied("The override is refused: give a reason.")
     return user
@@ -196,6 +202,7 @@ def _check(*, request: SessionRequest, checked_by: User, override: OverrideInput
                        continuation=t.continuation, beams=beams, channels=channels, now=now,
                        patient_id=request.patient_id)
     violations = v.verify_setup(prepared.facts)
+    notices = v.prescription_notices(points=prepared.facts.prescription_points)
     hard = [x for x in violations if x.hard]
     if hard:
         raise HardStop("Hard stop, no one can override it: "
@@ -203,16 +210,19 @@ def _check(*, request: SessionRequest, checked_by: User, override: OverrideInput
     authoriser = None
     if violations and override is not None:
         try:
-            authoriser = authorise(override=override, operator=checked_by)
+            authoriser = authorise(override=override, operator=checked_by,
+                                   violations=violations)
         except PermissionDenied as exc:
             raise OverrideRefused(exc.message, violations) from exc
     if violations:
         covered = set(override.violation_keys) if override else set()
         uncovered = [x for x in violations if x.key() not in covered]
         if uncovered:
+            who = ("a physician (a prescription's total dose)"
+                   if any(x.override_action for x in uncovered) else "a physicist or physician")
             raise VerificationFailed(
-                f"{len(uncovered)} violation(s) block this set-up; a physicist or physician "
-                "may override them with a reason and their password.", violations)
+                f"{len(uncovered)} violation(s) block this set-up; {who} may override them "
+                "with a reason and their password.", violations)
     checked = [{"beam": b.beam.number, "label": pb.label,
                 "planned": asdict(f.planned_setting), "actual": asdict(b.setting),
                 "tolerance": asdict(f.tolerance)}
@@ -223,7 +233,7 @@ def _check(*, request: SessionRequest, checked_by: User, override: OverrideInput
         identity_confirmed=True, checked=checked,
         status=SetupClearance.Status.CLEARED_OVR if violations else SetupClearance.Status.CLEARED,
         violations=[{**x.as_dict(), "key": x.key()} for x in violations],
-        date_reason=date_reason.strip())
+        date_reason=date_reason.strip(), warnings=[x.as_dict() for x in notices])
     for x in violations:
         Override.objects.create(
             clearance=clearance, authorised_by=cast(Any, authoriser),
@@ -233,7 +243,7 @@ def _check(*, request: SessionRequest, checked_by: User, override: OverrideInput
     audit_record(action="setup.check", obj=clearance, user=checked_by, details={
         "plan": t.plan.pk, "machine": t.machine.name, "fraction_number": t.number,
         "continuation": t.continuation, "status": clearance.status, "checked": checked,
-        "date_reason": clearance.date_reason})
+        "date_reason": clearance.date_reason, "warnings": clearance.warnings})
     if violations:
         audit_record(action="override.grant", obj=clearance, user=authoriser, details={
             "operator": checked_by.get_username(),

@@ -6,6 +6,7 @@ the record and the machine-record path."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -22,6 +23,7 @@ from rv.models import (
     TerminationStatus,
     TreatmentMachine,
 )
+from rv.prescription_selectors import prescription_points
 from rv.services.dose import session_reference_doses
 from rv.services.plan_state import PlanState, _Beam, _Channel
 from rv.treatment_request import PLANNED_KEY, POSITIONS, SETTING_FIELDS, SessionRequest
@@ -192,6 +194,14 @@ def prepare(*, state: PlanState, machine: TreatmentMachine, fraction_number: int
             number=ref.number, description=ref.description,
             delivery_maximum=ref.delivery_maximum_dose,
             delivered_before=state.dose_so_far.get(ref.number, 0.0), this_session=this_session))
+    # The physician's prescription covering the plan: its limits over all the plans it
+    # covers (boost and sequential plans add up); its primary point may go by Beam Dose.
+    points = prescription_points(
+        plan=plan, this_session=by_ref, now=now, this_session_beam_dose=math.fsum(
+            [beam_dose(pb, left if b.delivered_meterset is None else b.delivered_meterset)
+             for b, pb, left in beam_rows]
+            + [channel_dose(pc, left if c.delivered_time is None else c.delivered_time)
+               for c, pc, left in channel_rows]))
     earlier = [t for n, t in state.last_treated_at.items() if n < fraction_number]
     status = plan.status
     if continuation and status == plan.Status.SUPERSEDED and _superseded_by_approval(plan):
@@ -204,7 +214,8 @@ def prepare(*, state: PlanState, machine: TreatmentMachine, fraction_number: int
         dose_references=tuple(dose_refs), continuation=continuation,
         course_status=plan.course.treatment_status,
         planned_patient=plan.patient.patient_id, actual_patient=patient_id,
-        matched_machines=matched_machines(machine=machine), couch_pending=frozenset(pending))
+        matched_machines=matched_machines(machine=machine), couch_pending=frozenset(pending),
+        prescription_points=points)
     return Prepared(facts, beam_rows, channel_rows, doses)
 
 

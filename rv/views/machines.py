@@ -4,6 +4,7 @@ Thin doors into rv.services.machines and rv.services.workitems."""
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect, render
@@ -12,7 +13,11 @@ from django.views.decorators.http import require_POST
 from rv.errors import DomainError
 from rv.models import MachineGroup, TreatmentMachine
 from rv.roles import EDIT_TOLERANCE, Action, may
-from rv.services.machines import machine_group_save, machine_meterset_policy_set
+from rv.services.machines import (
+    machine_group_save,
+    machine_meterset_policy_set,
+    machine_prescription_tolerance_set,
+)
 from rv.services.workitems import machine_tdw_set
 from rv.treatment_request import RequestInvalid, number
 from rv.views.access import requires
@@ -24,7 +29,26 @@ def machines(request: HttpRequest) -> HttpResponse:
         "machines": TreatmentMachine.objects.prefetch_related("groups").order_by("name"),
         "groups": MachineGroup.objects.prefetch_related("machines").order_by("name"),
         "may_edit": may(request.user, EDIT_TOLERANCE),
-        "may_edit_machine": may(request.user, Action.MACHINE_EDIT)})
+        "may_edit_machine": may(request.user, Action.MACHINE_EDIT),
+        "rx_default": settings.RV_PRESCRIPTION_TOLERANCE_PERCENT})
+
+
+@requires(Action.CLINICAL_READ)
+@require_POST
+def prescription_tolerance(request: HttpRequest, pk: int) -> HttpResponseRedirect:
+    machine = get_object_or_404(TreatmentMachine, pk=pk)
+    try:
+        machine_prescription_tolerance_set(
+            machine=machine, user=request.user,
+            percent=number(request.POST.get("prescription_tolerance_percent"),
+                           "prescription tolerance"))
+    except RequestInvalid as exc:
+        messages.error(request, str(exc))
+    except DomainError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, f"Prescription tolerance of {machine.name} saved.")
+    return redirect("rv-machines")
 
 
 @requires(Action.CLINICAL_READ)

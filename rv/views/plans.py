@@ -23,6 +23,7 @@ from rv.forms import (
 )
 from rv.models import Appointment, Beam, CouchReference, Course, Patient, Plan, ToleranceTable
 from rv.models.machine import TOLERANCE_FIELDS
+from rv.prescription_selectors import current_prescriptions, plan_prescription_check
 from rv.roles import Action, can
 from rv.selectors import (
     course_list_for_patient,
@@ -55,6 +56,8 @@ def patient_chart(request: HttpRequest, pk: int) -> HttpResponse:
     patient = get_object_or_404(Patient.objects.select_related("archive_patient"), pk=pk)
     courses = list(course_list_for_patient(patient=patient))
     for course in courses:
+        course.current_prescriptions = list(  # type: ignore[attr-defined]
+            current_prescriptions(course=course))
         for plan in course.plans.all():
             plan.delivered = plan_fractions_delivered(plan=plan)  # type: ignore[attr-defined]
             plan.flags = plan_review_flags(plan=plan)  # type: ignore[attr-defined]
@@ -115,6 +118,7 @@ def plan_page(request: HttpRequest, pk: int) -> HttpResponse:
         "may_move": can(request.user, Action.PLAN_MOVE),
         "may_edit_tolerance": can(request.user, Action.TOLERANCE_EDIT),
         "chain": plan.revision_chain()[1:],
+        "rx_check": plan_prescription_check(plan=plan),
     })
 
 

@@ -157,6 +157,8 @@ def check(request: HttpRequest, machine: str, pk: int) -> HttpResponse:
             messages.success(request, f"Set-up checked for fraction {clearance.fraction_number}"
                              f"{' with override' if clearance.overrides.exists() else ''}: "
                              "beam on, then record what was delivered.")
+            for notice in clearance.warnings:  # e.g. a prescription's total nearly reached
+                messages.warning(request, str(notice.get("message", "")))
             return redirect(reverse("rv-console-record", args=[m.name, appointment.pk]))
     post = request.POST if request.method == "POST" else {}
     _prefill(post, beams, channels, recording=False)
@@ -164,6 +166,7 @@ def check(request: HttpRequest, machine: str, pk: int) -> HttpResponse:
         "machine": m, "appointment": appointment, "plan": plan, "patient": plan.patient,
         "beams": beams, "channels": channels, "number": num, "continuation": continuation,
         "violations": violations, "keys": keys, "hard": hard, "post": post,
+        "needs_physician": any(x.get("override_action") for x in violations),
         "claimed": console_blocked_by(plan=plan, fraction_number=num),
         "other_day": appointment.date != timezone.localdate(),
         "may_record": may(request.user, RECORD)})

@@ -82,6 +82,7 @@ EXPECTED = {
     A.CHART_CHECK: {PHYSICIST},                 # issue 15: first-fraction, weekly checks
     A.PHYSICIAN_REVIEW: {PHYSICIAN},            # issue 15: the physician's weekly review
     A.TASK_ASSIGN: {PHYSICIST, PHYSICIAN},      # issue 15: all tasks, assign, cancel
+    A.PRESCRIBE: {PHYSICIAN},                   # issue 15: the physician's prescription
 }
 # Checked at their doors (pages, API), not by a service function.
 DOOR_ONLY = {A.CLINICAL_READ, VIEW_HISTORY, VIEW_AUDIT, A.EXPORT_READ, A.NODE_READ,
@@ -227,6 +228,17 @@ def _attempt(action: Action, user: User) -> Callable[[], object]:
         if action == A.TASK_ASSIGN:
             return lambda: task_assign(task=task, user=user, to_role=PHYSICIST)
         return lambda: task_complete(task=task, user=user, password=PASSWORD, comment="ok")
+    if action == A.PRESCRIBE:
+        from rv.services.prescriptions import (
+            PrescriptionInput,
+            ReferencePointInput,
+            prescription_create,
+        )
+
+        plan = _plan(approved=False)
+        return lambda: prescription_create(course=plan.course, user=user, data=PrescriptionInput(
+            site="Pelvis", dose_per_fraction=2.0, fractions=5,
+            references=(ReferencePointInput("PTV", primary=True),)))
     raise AssertionError(action)
 
 
