@@ -198,8 +198,9 @@ def record(request: HttpRequest, machine: str, pk: int) -> HttpResponse:
                 messages.warning(request, text + " It is flagged for a physicist's review.")
             else:
                 messages.success(request, text)
+            # Back to the day list, at this patient's row (issue 15).
             return redirect(reverse("rv-console-day", args=[m.name])
-                            + f"?date={appointment.date:%Y-%m-%d}")
+                            + f"?date={appointment.date:%Y-%m-%d}#a{appointment.pk}")
     post = request.POST if request.method == "POST" else {}
     _prefill(post, beams, channels, recording=True)
     return render(request, "rv/record.html", {
