@@ -42,7 +42,8 @@ def home(request: HttpRequest) -> HttpResponseRedirect:
 def machines(request: HttpRequest) -> HttpResponse:
     today = timezone.localdate()
     rows = [{"machine": m, "today": Appointment.objects.filter(
-        machine=m, date=today).exclude(status=Appointment.Status.CANCELLED).count()}
+        machine=m, date=today).exclude(status__in=(
+            Appointment.Status.CANCELLED, Appointment.Status.MISSED)).count()}
         for m in TreatmentMachine.objects.order_by("name")]
     return render(request, "rv/console_machines.html", {"rows": rows, "today": today})
 

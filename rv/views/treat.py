@@ -46,7 +46,8 @@ from rv.views.access import requires
 def _appointment(machine: str, pk: int) -> tuple[TreatmentMachine, Appointment, Plan]:
     m = get_object_or_404(TreatmentMachine, name=machine)
     appointment = get_object_or_404(Appointment.objects.select_related(
-        "plan__patient", "plan__course"), pk=pk, machine=m)
+        "plan__patient", "plan__course"), pk=pk, machine=m,
+        activity=Appointment.Activity.TREATMENT)  # imaging etc. is no fraction to treat
     return m, appointment, plan_to_treat(plan=appointment.plan)
 
 

@@ -93,6 +93,8 @@ def test_the_day_list_is_in_time_order_with_its_flags(client: Client, physicist,
     row = _row(html, imaging)
     assert "imaging" in row and "CBCT" in row and "Check set-up" not in row
     assert "Check set-up for fraction 2" in _row(html, a_late)
+    assert client.get(f"/console/TrueBeam1/appointments/{imaging.pk}/check/").status_code \
+        == 404
     assert 'id="swap"' in html  # a therapist may swap
 
 
