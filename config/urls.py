@@ -12,6 +12,7 @@ from rv.views import machine as machine_views
 from rv.views import machines as machine_settings
 from rv.views import plans as plan_views
 from rv.views import prescriptions as rx_views
+from rv.views import schedule as schedule_views
 from rv.views import tasks as task_views
 from rv.views import treat as treat_views
 from rv.views import users as user_views
@@ -23,6 +24,7 @@ urlpatterns = [
     path("", console_views.home, name="home"),
     path("console/", console_views.machines, name="rv-console"),
     path("console/<name:machine>/", console_views.day, name="rv-console-day"),
+    path("console/<name:machine>/week/", schedule_views.week, name="rv-console-week"),
     path("console/<name:machine>/appointments/<int:pk>/check/", treat_views.check,
          name="rv-console-check"),
     path("console/<name:machine>/appointments/<int:pk>/record/", treat_views.record,
@@ -48,6 +50,10 @@ urlpatterns = [
     path("plans/<int:pk>/schedule/", console_views.schedule, name="rv-plan-schedule"),
     path("appointments/<int:pk>/", console_views.appointment_change,
          name="rv-appointment-change"),
+    path("appointments/swap/", schedule_views.swap, name="rv-appointment-swap"),
+    path("appointments/<int:pk>/missed/", schedule_views.missed, name="rv-appointment-missed"),
+    path("plans/<int:pk>/book/", schedule_views.book, name="rv-plan-book"),
+    path("machines/<int:pk>/hours/", schedule_views.hours, name="rv-machine-hours"),
     path("audit/", audit_views.audit, name="rv-audit"),
     path("users/", user_views.users, name="rv-users"),
     path("history/", history_views.history, name="rv-history"),

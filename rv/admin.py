@@ -86,8 +86,9 @@ class SessionAdmin(ReadOnlyAdmin):
 
 @admin.register(Appointment)
 class AppointmentAdmin(ReadOnlyAdmin):
-    list_display = ["date", "time", "machine", "plan", "fraction_number", "status"]
-    list_filter = ["status", "machine"]
+    list_display = ["date", "time", "duration_minutes", "machine", "plan", "activity",
+                    "fraction_number", "status"]
+    list_filter = ["status", "activity", "machine"]
 
 
 @admin.register(AuditEvent)

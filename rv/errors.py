@@ -3,6 +3,8 @@ answers with their status and comment; the rest are raised by service functions.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from archive.errors import StoreError
 
 
@@ -32,6 +34,17 @@ class ValidationError(DomainError):
 
 class Conflict(DomainError):
     """Someone else got there first: e.g. the fraction was recorded at another console."""
+
+
+class ScheduleRefused(Conflict):
+    """The machine's hours or capacity leave no room there (rv.services.schedule);
+    `next_free` is the next free slot (naive local datetime), when there is one."""
+
+    def __init__(self, message: str, next_free: datetime | None = None) -> None:
+        if next_free is not None:
+            message += f" The next free slot is {next_free:%Y-%m-%d %H:%M}."
+        super().__init__(message)
+        self.next_free = next_free
 
 
 class VerificationFailed(DomainError):

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterable
 from datetime import date
+from typing import Any
 
 from django.db.models import Prefetch, QuerySet
 
@@ -152,27 +153,173 @@ def plan_detail(*, pk: int) -> Plan:
             .get(pk=pk))
 
 
+def _chains(*, plan_ids: Iterable[int]) -> tuple[dict[int, list[int]], dict[int, Any]]:
+    """Each plan's whole revision chain (newest first) and, per plan of those chains, its
+    status and latest session, in one query over the patients' plans (no walk per plan)."""
+    from django.db.models import OuterRef, Subquery
+
+    ids = set(plan_ids)
+    if not ids:
+        return {}, {}
+    last = Session.objects.filter(plan_id=OuterRef("pk")).order_by("-treated_at", "-id")
+    rows = {r["id"]: r for r in Plan.objects.filter(
+        patient_id__in=Plan.objects.filter(pk__in=ids).values("patient_id"))
+        .annotate(last_at=Subquery(last.values("treated_at")[:1]),
+                  last_id=Subquery(last.values("id")[:1]),
+                  last_complete=Subquery(last.values("fraction_complete")[:1]))
+        .order_by().values("id", "previous_revision_id", "status", "last_at", "last_id",
+                           "last_complete")}
+    newer = {r["previous_revision_id"]: pk for pk, r in rows.items()
+             if r["previous_revision_id"] is not None}
+    chains: dict[int, list[int]] = {}
+    for pk in ids:
+        top = pk
+        while top in newer:
+            top = newer[top]
+        chain = [top]
+        while (prev := rows[chain[-1]]["previous_revision_id"]) is not None and prev in rows:
+            chain.append(prev)
+        chains[pk] = chain
+    return chains, rows
+
+
+def plans_to_treat(*, plans: Iterable[Plan]) -> dict[int, Plan]:
+    """plan_to_treat for many plans at once (the day list): {plan id: the revision to treat},
+    with patient, course and fraction groups loaded; a fixed number of queries."""
+    return _to_treat(*_chains(plan_ids=[p.pk for p in plans]))
+
+
+def _to_treat(chains: dict[int, list[int]], rows: dict[int, Any]) -> dict[int, Plan]:
+    chosen: dict[int, int] = {}
+    for pk, chain in chains.items():
+        sessions = [rows[c] for c in chain if rows[c]["last_id"] is not None]
+        latest = max(sessions, key=lambda r: (r["last_at"], r["last_id"]), default=None)
+        if latest is not None and not latest["last_complete"] and \
+                latest["status"] in (Plan.Status.APPROVED, Plan.Status.SUPERSEDED):
+            chosen[pk] = latest["id"]
+        else:
+            chosen[pk] = next((c for c in chain if rows[c]["status"] == Plan.Status.APPROVED),
+                              chain[0])
+    loaded = Plan.objects.select_related("patient", "course").prefetch_related(
+        "fraction_groups").in_bulk(set(chosen.values()))
+    return {pk: loaded[c] for pk, c in chosen.items()}
+
+
 def day_list(*, machine_id: int, day: date) -> list[dict[str, object]]:
-    """The console's first page: each appointment on the machine that day, with patient,
-    plan, fraction n of N and status."""
+    """The console's first page: the machine's appointments that day by time (untimed last,
+    then as they were made), each with patient, the revision to treat, fraction n of N (a
+    treatment) or its activity, status and flags: new start (fraction 1, or a new start
+    that day), imaging today, images to review, NOT_VERIFIED sessions awaiting review and a
+    break in treatment (days behind the planned pattern). A fixed number of queries
+    whatever the number of rows."""
+    from django.db.models import F
     from django.utils import timezone
 
     from rv.models import Appointment, SetupClearance
+    from rv.schedule_rules import break_days, pattern_days
 
+    act = Appointment.Activity
     cleared = set(SetupClearance.objects.filter(
         machine_id=machine_id, session__isnull=True, checked_at__date=timezone.localdate())
         .values_list("appointment_id", flat=True))
-    rows = []
-    for a in (Appointment.objects.filter(machine_id=machine_id, date=day)
-              .exclude(status=Appointment.Status.CANCELLED)
-              .select_related("plan__patient", "plan__course")
-              .prefetch_related("plan__fraction_groups").order_by("time", "id")):
-        plan = plan_to_treat(plan=a.plan)  # the record page shows the same revision
-        rows.append({"appointment": a, "patient": plan.patient, "plan": plan,
-                     "fraction": a.fraction_number, "of": plan.fractions_planned,
-                     "cleared": a.pk in cleared,
-                     "course_status": a.plan.course.get_treatment_status_display()})
+    appointments = list(
+        Appointment.objects.filter(machine_id=machine_id, date=day)
+        .exclude(status=Appointment.Status.CANCELLED)
+        .select_related("plan__patient", "plan__course")
+        .order_by(F("time").asc(nulls_last=True), "created_at", "id"))
+    chains, plan_rows = _chains(plan_ids=[a.plan_id for a in appointments])
+    treat = _to_treat(chains, plan_rows)
+    every = {c for chain in chains.values() for c in chain}
+    images = set(RTImageLink.objects.filter(
+        plan_id__in=every, review_status=RTImageLink.Review.PENDING)
+        .exclude(kind=RTImageLink.Kind.DRR).order_by().values_list("plan_id", flat=True)
+        .distinct())
+    unreviewed = set(Session.objects.filter(
+        plan_id__in=every, verification_status="NOT_VERIFIED", reviewed_at=None)
+        .order_by().values_list("plan_id", flat=True).distinct())
+    first_day = {pk: timezone.localdate(at) for pk, at in Session.objects.filter(
+        plan_id__in=every, fraction_number=1, continuation=False)
+        .order_by().values_list("plan_id", "treated_at")}
+    today_acts: dict[int, set[str]] = {}
+    for patient, activity in (Appointment.objects.filter(
+            date=day, activity__in=(act.IMAGING, act.NEW_START),
+            plan__patient_id__in={a.plan.patient_id for a in appointments})
+            .exclude(status__in=(Appointment.Status.CANCELLED, Appointment.Status.MISSED))
+            .order_by().values_list("plan__patient_id", "activity")):
+        today_acts.setdefault(patient, set()).add(activity)
+    rows: list[dict[str, object]] = []
+    for a in appointments:
+        plan = treat[a.plan_id]  # the record page shows the same revision
+        chain = chains[a.plan_id]
+        started = next((first_day[c] for c in chain if c in first_day), None)
+        brk = 0
+        if a.is_treatment and started is not None and (a.fraction_number or 0) > 1:
+            brk = break_days(first=started, fraction=a.fraction_number or 1, on=day,
+                             weekdays=pattern_days(a.pattern))
+        acts = today_acts.get(a.plan.patient_id, set())
+        rows.append({
+            "appointment": a, "patient": plan.patient, "plan": plan,
+            "fraction": a.fraction_number, "of": plan.fractions_planned,
+            "cleared": a.pk in cleared,
+            "course_status": a.plan.course.get_treatment_status_display(),
+            "flags": {
+                "new_start": (a.is_treatment and a.fraction_number == 1)
+                or a.activity == act.NEW_START or act.NEW_START in acts,
+                "imaging": a.activity == act.IMAGING or act.IMAGING in acts,
+                "images_to_review": any(c in images for c in chain),
+                "not_verified": any(c in unreviewed for c in chain),
+                "break_days": brk}})
     return rows
+
+
+def plan_schedule(*, plan: Plan) -> list[Any]:
+    """The appointments of the plan's chain by day and time, each with its sessions and, for
+    a treatment, `break_days`: how far its day lies behind the planned pattern counted from
+    fraction 1 (delivered, or as scheduled)."""
+    from django.db.models import F
+    from django.utils import timezone
+
+    from rv.models import Appointment
+    from rv.schedule_rules import break_days, pattern_days
+
+    chain = [p.pk for p in plan_newest_revision(plan=plan).revision_chain()]
+    rows = list(Appointment.objects.filter(plan_id__in=chain).select_related("machine")
+                .prefetch_related("sessions")
+                .order_by("date", F("time").asc(nulls_last=True), "created_at", "id"))
+    first = (Session.objects.filter(plan_id__in=chain, fraction_number=1, continuation=False)
+             .values_list("treated_at", flat=True).first())
+    start = timezone.localdate(first) if first else next(
+        (a.date for a in rows if a.is_treatment and a.fraction_number == 1
+         and a.status in ("SCHEDULED", "PARTIAL", "DONE")), None)
+    for a in rows:
+        done = [s.treated_at for s in a.sessions.all()]
+        on = timezone.localdate(min(done)) if done else a.date
+        brk = 0
+        if start and a.is_treatment and a.fraction_number and a.status not in (
+                "CANCELLED", "MISSED"):
+            brk = break_days(first=start, fraction=a.fraction_number, on=on,
+                             weekdays=pattern_days(a.pattern))
+        a.break_days = brk  # type: ignore[attr-defined]
+    return rows
+
+
+def week_list(*, machine_id: int, monday: date) -> list[tuple[date, list[Any]]]:
+    """The machine's week from `monday`: seven days, each its appointments by time (two
+    queries)."""
+    from datetime import timedelta
+
+    from django.db.models import F
+
+    from rv.models import Appointment
+
+    days = [monday + timedelta(days=i) for i in range(7)]
+    by_day: dict[date, list[Any]] = {d: [] for d in days}
+    for a in (Appointment.objects.filter(machine_id=machine_id, date__in=days)
+              .exclude(status=Appointment.Status.CANCELLED)
+              .select_related("plan__patient").prefetch_related("plan__fraction_groups")
+              .order_by("date", F("time").asc(nulls_last=True), "created_at", "id")):
+        by_day[a.date].append(a)
+    return list(by_day.items())
 
 
 def sessions_to_review() -> QuerySet[Session]:

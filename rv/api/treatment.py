@@ -4,9 +4,9 @@ fraction recorded meanwhile 409; a role that may not 403."""
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Any
 
+from django.db.models import F
 from django_filters import rest_framework as filters
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import exceptions, mixins, serializers, status, viewsets
@@ -17,7 +17,7 @@ from rest_framework.response import Response
 from rv import errors
 from rv.api.history import AuditCursorPagination, SessionCursorPagination
 from rv.api.treat_inputs import SessionIn, validated
-from rv.filters import AuditEventFilter, day_from, day_to
+from rv.filters import AppointmentFilter, AuditEventFilter, day_from, day_to
 from rv.models import (
     Appointment,
     AuditEvent,
@@ -109,8 +109,9 @@ class AppointmentSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Appointment
-        fields = ["id", "plan", "patient", "machine", "fraction_number", "fractions_planned",
-                  "date", "time", "status"]
+        fields = ["id", "plan", "patient", "machine", "activity", "fraction_number",
+                  "fractions_planned", "date", "time", "duration_minutes", "pattern", "note",
+                  "status"]
 
 
 class AuditEventSerializer(serializers.ModelSerializer):
@@ -195,74 +196,157 @@ ScheduleIn = inline_serializer("ScheduleRequest", {
     "start": serializers.DateField(),
     "count": serializers.IntegerField(required=False, allow_null=True),
     "weekdays": serializers.ListField(child=serializers.IntegerField(min_value=0, max_value=6),
-                                      required=False, help_text="Monday 0; default Mon-Fri")})
-
-
-MoveIn = inline_serializer("AppointmentMoveRequest", {"date": serializers.DateField()})
+                                      required=False, help_text="Monday 0; default Mon-Fri"),
+    "time": serializers.TimeField(required=False, allow_null=True,
+                                  help_text="HH:MM; default: each day's first free slot"),
+    "duration": serializers.IntegerField(required=False, allow_null=True, min_value=1,
+                                         help_text="minutes; default: the machine's slot")})
+MoveIn = inline_serializer("AppointmentMoveRequest", {
+    "date": serializers.DateField(),
+    "time": serializers.TimeField(required=False, allow_null=True,
+                                  help_text="HH:MM; default: the same time if free, else "
+                                  "the day's first free slot"),
+    "machine": serializers.CharField(required=False, help_text="another machine, by name"),
+    "duration": serializers.IntegerField(required=False, allow_null=True, min_value=1)})
 CancelIn = inline_serializer("AppointmentCancelRequest", {
     "reason": serializers.CharField(required=False, allow_blank=True)})
+SwapIn = inline_serializer("AppointmentSwapRequest", {
+    "first": serializers.IntegerField(), "second": serializers.IntegerField()})
+MissedIn = inline_serializer("AppointmentMissedRequest", {
+    "reason": serializers.CharField(required=False, allow_blank=True)})
+BookIn = inline_serializer("AppointmentBookRequest", {
+    "plan": serializers.IntegerField(), "machine": serializers.CharField(),
+    "date": serializers.DateField(),
+    "activity": serializers.ChoiceField(choices=Appointment.Activity.choices[1:]),
+    "time": serializers.TimeField(required=False, allow_null=True),
+    "duration": serializers.IntegerField(required=False, allow_null=True, min_value=1),
+    "note": serializers.CharField(required=False, allow_blank=True, max_length=200)})
+Refused = inline_serializer("ScheduleRefused", {
+    "message": serializers.CharField(),
+    "next_free": serializers.DateTimeField(allow_null=True,
+                                           help_text="the next free slot, local time")})
+
+
+def _data(shape: Any, data: Any) -> dict[str, Any]:
+    checked = type(shape)(data=data)
+    checked.is_valid(raise_exception=True)
+    return dict(checked.validated_data)
+
+
+def _machine(name: str) -> TreatmentMachine:
+    machine = TreatmentMachine.objects.filter(name=name).first()
+    if machine is None:
+        raise exceptions.ValidationError({"machine": f"no machine {name!r}"})
+    return machine
 
 
 class AppointmentViewSet(viewsets.ReadOnlyModelViewSet):
+    """The schedule: filter by machine (name) and day (`date`, `date_from`, `date_to`),
+    activity, status, plan or patient; ordered by day and time."""
+
     required_action = Action.CLINICAL_READ  # scheduling: the service
     queryset = Appointment.objects.select_related("machine", "plan").prefetch_related(
-        "plan__fraction_groups").order_by("date", "time", "id")
+        "plan__fraction_groups").order_by("date", F("time").asc(nulls_last=True),
+                                          "created_at", "id")
     serializer_class = AppointmentSerializer
-    filterset_fields = {"plan": ["exact"], "machine__name": ["exact"], "date": ["exact", "gte",
-                        "lte"], "status": ["exact"]}
+    filterset_class = AppointmentFilter
+
+    def _call(self, call: Any, many: bool = False, created: bool = False) -> Response:
+        """Run a schedule service: its refusals are 409 {"message"} (403 for a role), a
+        full or closed slot with `next_free`."""
+        try:
+            result = call()
+        except errors.ScheduleRefused as exc:
+            free = exc.next_free
+            return Response({"message": exc.message,
+                             "next_free": free.isoformat(timespec="minutes") if free else None},
+                            status=status.HTTP_409_CONFLICT)
+        except errors.PermissionDenied as exc:
+            raise exceptions.PermissionDenied(exc.message) from exc
+        except errors.DomainError as exc:
+            raise _conflict(exc.message) from exc
+        return Response(AppointmentSerializer(result, many=many).data,
+                        status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
     @extend_schema(request=ScheduleIn, responses={201: AppointmentSerializer(many=True),
-                                                  403: Message, 409: Message})
+                                                  403: Message, 409: Refused},
+                   description="Schedule an approved plan's fractions on a machine, one per "
+                   "chosen weekday from `start`, at `time` (default: each day's first free "
+                   "slot) for `duration` minutes (default: the machine's slot). Outside the "
+                   "machine's hours or over its capacity: 409 with the next free slot.")
     @action(detail=False, methods=["post"])
     def schedule(self, request: Request) -> Response:
-        checked = type(ScheduleIn)(data=request.data)
-        checked.is_valid(raise_exception=True)
-        data = checked.validated_data
+        data = _data(ScheduleIn, request.data)
         plan = Plan.objects.filter(pk=data["plan"]).first()
         machine = TreatmentMachine.objects.filter(name=data.get("machine", "")).first()
         if plan is None or machine is None:
             raise exceptions.ValidationError({"plan": "no such plan or machine"})
-        try:
-            start = data["start"]
-            made = schedule_services.appointments_schedule(
-                plan=plan, machine=machine, start=start, user=request.user,
-                count=data.get("count"), weekdays=tuple(data.get("weekdays") or (0, 1, 2, 3, 4)))
-        except ValueError:
-            raise exceptions.ValidationError({"start": "a date, YYYY-MM-DD"}) from None
-        except errors.PermissionDenied as exc:
-            raise exceptions.PermissionDenied(exc.message) from exc
-        except errors.DomainError as exc:
-            raise _conflict(exc.message) from exc
-        return Response(AppointmentSerializer(made, many=True).data,
-                        status=status.HTTP_201_CREATED)
+        return self._call(lambda: schedule_services.appointments_schedule(
+            plan=plan, machine=machine, start=data["start"], user=request.user,
+            count=data.get("count"), weekdays=tuple(data.get("weekdays") or (0, 1, 2, 3, 4)),
+            at=data.get("time"), duration=data.get("duration")), many=True, created=True)
 
-
-    def _change(self, call: Any) -> Response:
-        try:
-            appointment = call()
-        except ValueError:
-            raise exceptions.ValidationError({"date": "a date, YYYY-MM-DD"}) from None
-        except errors.PermissionDenied as exc:
-            raise exceptions.PermissionDenied(exc.message) from exc
-        except errors.DomainError as exc:
-            raise _conflict(exc.message) from exc
-        return Response(AppointmentSerializer(appointment).data)
+    @extend_schema(request=BookIn, responses={201: AppointmentSerializer, 400: Message,
+                                              403: Message, 409: Refused},
+                   description="Book an appointment that is no fraction: imaging, a new "
+                   "start, a physics check or a review visit.")
+    @action(detail=False, methods=["post"])
+    def book(self, request: Request) -> Response:
+        data = _data(BookIn, request.data)
+        plan = Plan.objects.filter(pk=data["plan"]).first()
+        if plan is None:
+            raise exceptions.ValidationError({"plan": "no such plan"})
+        machine = _machine(data["machine"])
+        return self._call(lambda: schedule_services.appointment_book(
+            plan=plan, machine=machine, day=data["date"], at=data.get("time"),
+            duration=data.get("duration"), activity=data["activity"],
+            note=data.get("note", ""), user=request.user), created=True)
 
     @extend_schema(request=MoveIn, responses={200: AppointmentSerializer, 403: Message,
-                                              409: Message})
+                                              409: Refused},
+                   description="Move an open appointment to a day (and time, machine, "
+                   "duration). Fractions are renumbered to stay in time order.")
     @action(detail=True, methods=["post"])
     def move(self, request: Request, pk: str | None = None) -> Response:
         appointment = self.get_object()
-        return self._change(lambda: schedule_services.appointment_move(
-            appointment=appointment, user=request.user,
-            to=date.fromisoformat(str(request.data.get("date", "")))))
+        data = _data(MoveIn, request.data)
+        machine = _machine(data["machine"]) if data.get("machine") else None
+        return self._call(lambda: schedule_services.appointment_move(
+            appointment=appointment, user=request.user, to=data["date"], at=data.get("time"),
+            machine=machine, duration=data.get("duration")))
+
+    @extend_schema(request=SwapIn, responses={200: AppointmentSerializer(many=True),
+                                              403: Message, 409: Refused},
+                   description="Two scheduled appointments exchange machine, day and time.")
+    @action(detail=False, methods=["post"])
+    def swap(self, request: Request) -> Response:
+        data = _data(SwapIn, request.data)
+        rows = Appointment.objects.in_bulk([data["first"], data["second"]])
+        if len(rows) != 2 or data["first"] == data["second"]:
+            raise exceptions.ValidationError({"first": "two different appointments"})
+        return self._call(lambda: schedule_services.appointment_swap(
+            first=rows[data["first"]], second=rows[data["second"]], user=request.user),
+            many=True)
+
+    @extend_schema(request=MissedIn, responses={201: AppointmentSerializer, 403: Message,
+                                                409: Refused},
+                   description="The fraction of this appointment was missed: it is marked "
+                   "MISSED and a fraction is added at the next free slot after the course's "
+                   "last appointment (answered: the added appointment).")
+    @action(detail=True, methods=["post"], url_path="add-missed")
+    def add_missed(self, request: Request, pk: str | None = None) -> Response:
+        appointment = self.get_object()
+        data = _data(MissedIn, request.data)
+        return self._call(lambda: schedule_services.appointment_add_missed(
+            plan=appointment.plan, missed=appointment, user=request.user,
+            reason=data.get("reason", "")), created=True)
 
     @extend_schema(request=CancelIn, responses={200: AppointmentSerializer, 403: Message,
                                                 409: Message})
     @action(detail=True, methods=["post"])
     def cancel(self, request: Request, pk: str | None = None) -> Response:
         appointment = self.get_object()
-        return self._change(lambda: schedule_services.appointment_cancel(
+        return self._call(lambda: schedule_services.appointment_cancel(
             appointment=appointment, user=request.user,
             reason=str(request.data.get("reason", ""))))
 

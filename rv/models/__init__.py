@@ -3,6 +3,7 @@
 from rv.models.audit import AuditEvent
 from rv.models.clearance import CouchReference, MachineGroup, SetupClearance
 from rv.models.device import DeviceRecord, RTImageLink
+from rv.models.hours import MachineHours
 from rv.models.machine import ToleranceTable, TreatmentMachine
 from rv.models.patient import Course, Patient
 from rv.models.plan import (
@@ -37,7 +38,7 @@ __all__ = [
     "ApplicationSetup", "AuditEvent", "Beam", "BrachyChannel", "BrachySource", "Course",
     "DeviceRecord", "RTImageLink",
     "DoseReference", "FractionGroup", "FractionGroupBeam", "FractionGroupBrachySetup",
-    "Patient", "Plan", "ToleranceTable", "TreatmentMachine",
+    "MachineHours", "Patient", "Plan", "ToleranceTable", "TreatmentMachine",
     "Prescription", "PrescriptionPlan", "PrescriptionReference",
     "CouchReference", "MachineGroup", "SetupClearance", "Task", "Workitem",
 ]

@@ -40,21 +40,40 @@ class ContentOrigin(models.TextChoices):
 
 
 class Appointment(models.Model):
-    """One scheduled fraction of a plan on a machine on a day: a row of the day list."""
+    """One appointment on a machine on a day, at a time for a while: a row of the day list.
+    Only a treatment appointment is a fraction (`fraction_number` 1..fractions planned,
+    counted over the plan's revisions); imaging, a new start's talk-through, a physics check
+    or a review visit has none. See rv.services.schedule."""
 
     class Status(models.TextChoices):
         SCHEDULED = "SCHEDULED", "scheduled"
         PARTIAL = "PARTIAL", "begun, a beam left to continue"
         DONE = "DONE", "delivered"
         CANCELLED = "CANCELLED", "cancelled"
+        MISSED = "MISSED", "missed (added at the end of the course)"
+
+    class Activity(models.TextChoices):
+        TREATMENT = "TREATMENT", "treatment"
+        IMAGING = "IMAGING", "imaging"
+        NEW_START = "NEW_START", "new start"
+        PHYSICS_CHECK = "PHYSICS_CHECK", "physics check"
+        REVIEW_VISIT = "REVIEW_VISIT", "review visit"
 
     plan = models.ForeignKey(Plan, on_delete=models.PROTECT, related_name="appointments")
     machine = models.ForeignKey(TreatmentMachine, on_delete=models.PROTECT,
                                 related_name="appointments")
+    activity = models.CharField(max_length=16, choices=Activity.choices,
+                                default=Activity.TREATMENT)
     fraction_number = models.PositiveIntegerField(
-        help_text="counted over the plan's revisions (1..fractions planned)")
+        null=True, blank=True,
+        help_text="treatment only: counted over the plan's revisions (1..fractions planned)")
     date = models.DateField(db_index=True)
     time = models.TimeField(null=True, blank=True)
+    duration_minutes = models.PositiveIntegerField(default=15)
+    # The weekdays the course was scheduled on (Monday 0, e.g. "01234"): the planned pattern
+    # a break in treatment is counted against (rv.schedule_rules.break_days).
+    pattern = models.CharField(max_length=7, blank=True)
+    note = models.CharField(max_length=200, blank=True)
     status = models.CharField(max_length=16, choices=Status.choices,
                               default=Status.SCHEDULED, db_index=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
@@ -63,9 +82,24 @@ class Appointment(models.Model):
 
     class Meta:
         ordering = ["date", "time", "machine__name", "id"]
+        indexes = [models.Index(fields=["machine", "date", "time"],
+                                name="rv_appointment_machine_day")]
+        constraints = [
+            # A fraction number exactly when the appointment is a treatment.
+            models.CheckConstraint(
+                condition=Q(activity="TREATMENT", fraction_number__isnull=False)
+                | (~Q(activity="TREATMENT") & Q(fraction_number__isnull=True)),
+                name="rv_appointment_fraction_iff_treatment"),
+        ]
 
     def __str__(self) -> str:
-        return f"{self.date} {self.machine} {self.plan.label} fx {self.fraction_number}"
+        what = (f"fx {self.fraction_number}" if self.activity == self.Activity.TREATMENT
+                else self.get_activity_display())
+        return f"{self.date} {self.machine} {self.plan.label} {what}"
+
+    @property
+    def is_treatment(self) -> bool:
+        return self.activity == self.Activity.TREATMENT
 
 
 class Session(models.Model):

@@ -106,6 +106,9 @@ def lock_target(*, request: SessionRequest, plan: Plan | None = None) -> Target:
         appointment = Appointment.objects.filter(pk=request.appointment_id).first()
         if appointment is None or appointment.machine_id != machine.pk:
             raise ValidationError("That appointment is not on this machine.")
+        if appointment.activity != Appointment.Activity.TREATMENT:
+            raise ValidationError(f"That appointment is {appointment.get_activity_display()}"
+                                  ", not a fraction to treat.")
     target = plan or plan_to_treat(plan=named)
     # Lock before you count (DESIGN.md): a second console waits here, then sees our session.
     locked = (Plan.objects.select_for_update(of=("self",))

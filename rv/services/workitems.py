@@ -153,7 +153,7 @@ def _issue(*, appointment: Appointment, plan: Plan, state: PlanState, delivery_t
     from rv.records.delivery_instruction import beam_tasks
     from rv.services.delivery_instruction import delivery_instruction_store
 
-    number = appointment.fraction_number
+    number = cast(int, appointment.fraction_number)  # a treatment's (worklist_sync)
     tasks, omitted = beam_tasks(state=state, fraction_number=number)
     instruction = delivery_instruction_store(plan=plan, fraction_number=number, tasks=tasks,
                                              omitted=omitted)
@@ -252,7 +252,8 @@ def worklist_sync(*, plan: Plan | None = None, now: datetime | None = None) -> S
     result = SyncResult()
     chain = ([p.pk for p in plan_newest_revision(plan=plan).revision_chain()]
              if plan is not None else None)
-    appointments = Appointment.objects.filter(status__in=OPEN_APPOINTMENT).select_related(
+    appointments = Appointment.objects.filter(  # fractions only: imaging etc. get no step
+        status__in=OPEN_APPOINTMENT, activity=Appointment.Activity.TREATMENT).select_related(
         "machine", "plan")
     items = Workitem.objects.filter(state__in=(W.State.SCHEDULED, W.State.IN_PROGRESS)) \
         .select_related("plan", "machine", "appointment")
@@ -310,7 +311,8 @@ def _why_replaced(wi: Workitem, appointment: Appointment, plan: Plan, kind: str)
     if wi.machine_id != appointment.machine_id:
         return f"The appointment moved to {appointment.machine.name}."
     if wi.scheduled_start != _start(appointment):
-        return f"The appointment moved to {appointment.date:%Y-%m-%d}."
+        at = f" {appointment.time:%H:%M}" if appointment.time else ""
+        return f"The appointment moved to {appointment.date:%Y-%m-%d}{at}."
     if wi.delivery_type != kind:
         return f"Fraction {appointment.fraction_number} is now a {kind.lower()}."
     return "The schedule changed."

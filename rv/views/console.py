@@ -11,15 +11,17 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied as HttpForbidden
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from rv.errors import DomainError
 from rv.models import Appointment, Plan, TreatmentMachine
-from rv.roles import MESSAGES, RECORD, Action, can, may
+from rv.roles import MESSAGES, RECORD, SCHEDULE, Action, can, may
 from rv.selectors import day_list
 from rv.services import schedule as schedule_services
 from rv.views.access import requires
+from rv.views.schedule import back, parse_minutes, parse_time
 from rv.worklist_selectors import appointment_steps
 
 
@@ -40,7 +42,8 @@ def home(request: HttpRequest) -> HttpResponseRedirect:
 def machines(request: HttpRequest) -> HttpResponse:
     today = timezone.localdate()
     rows = [{"machine": m, "today": Appointment.objects.filter(
-        machine=m, date=today).exclude(status=Appointment.Status.CANCELLED).count()}
+        machine=m, date=today).exclude(status__in=(
+            Appointment.Status.CANCELLED, Appointment.Status.MISSED)).count()}
         for m in TreatmentMachine.objects.order_by("name")]
     return render(request, "rv/console_machines.html", {"rows": rows, "today": today})
 
@@ -64,8 +67,8 @@ def day(request: HttpRequest, machine: str) -> HttpResponse:
         for row, pk in zip(rows, ids, strict=True):
             row["step"] = steps.get(pk)
     return render(request, "rv/day_list.html", {
-        "machine": m, "day": when, "rows": rows,
-        "may_record": may(request.user, RECORD)})
+        "machine": m, "day": when, "rows": rows, "here": request.get_full_path(),
+        "may_record": may(request.user, RECORD), "may_schedule": may(request.user, SCHEDULE)})
 
 
 @requires(Action.CLINICAL_READ)
@@ -79,9 +82,11 @@ def schedule(request: HttpRequest, pk: int) -> HttpResponseRedirect:
         weekdays = tuple(int(d) for d in request.POST.getlist("weekday")) or (0, 1, 2, 3, 4)
         made = schedule_services.appointments_schedule(
             plan=plan, machine=machine, start=start, user=request.user, count=count,
-            weekdays=weekdays)
+            weekdays=weekdays, at=parse_time(request.POST.get("time")),
+            duration=parse_minutes(request.POST.get("duration")))
     except ValueError:
-        messages.error(request, "Give a start date (and a whole number of fractions).")
+        messages.error(request, "Give a start date (a time as HH:MM, whole numbers of "
+                       "fractions and minutes).")
     except DomainError as exc:
         messages.error(request, exc.message)
     else:
@@ -93,21 +98,26 @@ def schedule(request: HttpRequest, pk: int) -> HttpResponseRedirect:
 @requires(Action.CLINICAL_READ)
 @require_POST
 def appointment_change(request: HttpRequest, pk: int) -> HttpResponseRedirect:
-    """Move an appointment to another day, or cancel it (the plan page's schedule table)."""
+    """Move an appointment to another day and time, or cancel it (the plan page's schedule
+    table, the day list); back where the form came from."""
     appointment = get_object_or_404(Appointment, pk=pk)
+    what = (f"Fraction {appointment.fraction_number}" if appointment.is_treatment
+            else appointment.get_activity_display().capitalize())
     try:
         if request.POST.get("cancel"):
             schedule_services.appointment_cancel(appointment=appointment, user=request.user,
                                                  reason=request.POST.get("reason", ""))
-            messages.success(request, f"Fraction {appointment.fraction_number} cancelled.")
+            messages.success(request, f"{what} cancelled.")
         else:
-            to = date.fromisoformat(request.POST.get("date", ""))
-            schedule_services.appointment_move(appointment=appointment, user=request.user,
-                                               to=to)
-            messages.success(request, f"Fraction {appointment.fraction_number} moved to "
-                             f"{to:%Y-%m-%d}.")
+            to = date.fromisoformat(request.POST.get("date") or f"{appointment.date}")
+            moved = schedule_services.appointment_move(
+                appointment=appointment, user=request.user, to=to,
+                at=parse_time(request.POST.get("time")),
+                duration=parse_minutes(request.POST.get("duration")))
+            messages.success(request, f"{what} moved to {moved.date:%Y-%m-%d}"
+                             f"{moved.time and f' {moved.time:%H:%M}' or ''}.")
     except ValueError:
-        messages.error(request, "Give the new date.")
+        messages.error(request, "Give the new date (and a time as HH:MM).")
     except DomainError as exc:
         messages.error(request, exc.message)
-    return redirect("rv-plan", appointment.plan_id)
+    return back(request, reverse("rv-plan", args=[appointment.plan_id]))

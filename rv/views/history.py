@@ -7,7 +7,7 @@ from django.http import HttpRequest, HttpResponse, QueryDict, StreamingHttpRespo
 from django.shortcuts import get_object_or_404, render
 
 from rv.api.history import csv_response
-from rv.filters import HistoryFilter
+from rv.filters import HIDDEN_ON_PAGE, HistoryFilter
 from rv.history import Cursor, history_csv, history_deliveries, history_page, patient_timeline
 from rv.models import Patient
 from rv.roles import Action
@@ -26,8 +26,11 @@ def history(request: HttpRequest) -> HttpResponse:
     for key, values in request.GET.lists():
         if key != "cursor" and any(values):
             query.setlist(key, [v for v in values if v])
+    form = flt.form
     return render(request, "rv/history.html", {
         "filter": flt, "page": page, "query": query.urlencode(),
+        "shown": [f for f in form if f.name not in HIDDEN_ON_PAGE],
+        "hidden": [f for f in form if f.name in HIDDEN_ON_PAGE and f.value()],
         "next": page.next.encode() if page and page.next else "",
         "previous": page.previous.encode() if page and page.previous else ""})
 

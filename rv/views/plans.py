@@ -21,7 +21,16 @@ from rv.forms import (
     ReasonForm,
     ToleranceTableForm,
 )
-from rv.models import Appointment, Beam, CouchReference, Course, Patient, Plan, ToleranceTable
+from rv.models import (
+    Appointment,
+    Beam,
+    CouchReference,
+    Course,
+    Patient,
+    Plan,
+    ToleranceTable,
+    TreatmentMachine,
+)
 from rv.models.machine import TOLERANCE_FIELDS
 from rv.prescription_selectors import current_prescriptions, plan_prescription_check
 from rv.roles import Action, can
@@ -35,6 +44,7 @@ from rv.selectors import (
     plan_fractions_delivered,
     plan_review_flags,
     plan_rt_images,
+    plan_schedule,
     plan_sessions,
 )
 from rv.services import plans as plan_services
@@ -97,8 +107,9 @@ def plan_page(request: HttpRequest, pk: int) -> HttpResponse:
         "device_records": plan_device_records(plan=plan), "images": plan_rt_images(plan=plan),
         "dose_chart": dose_chart_svg(dose_chart(plan=plan)),
         "delivered_dose": delivered_dose_by_reference(plan=plan),
-        "appointments": Appointment.objects.filter(plan_id__in=chain).select_related(
-            "machine").prefetch_related("sessions").order_by("fraction_number", "date"),
+        "appointments": plan_schedule(plan=plan),
+        "activities": Appointment.Activity.choices[1:],
+        "all_machines": TreatmentMachine.objects.order_by("name"),
         "couch_refs": CouchReference.objects.filter(plan_id__in=chain).select_related(
             "captured_by", "confirmed_by").order_by("beam_number"),
         "may_confirm_couch": can(request.user, Action.COUCH_CONFIRM),

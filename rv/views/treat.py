@@ -46,7 +46,8 @@ from rv.views.access import requires
 def _appointment(machine: str, pk: int) -> tuple[TreatmentMachine, Appointment, Plan]:
     m = get_object_or_404(TreatmentMachine, name=machine)
     appointment = get_object_or_404(Appointment.objects.select_related(
-        "plan__patient", "plan__course"), pk=pk, machine=m)
+        "plan__patient", "plan__course"), pk=pk, machine=m,
+        activity=Appointment.Activity.TREATMENT)  # imaging etc. is no fraction to treat
     return m, appointment, plan_to_treat(plan=appointment.plan)
 
 
@@ -201,8 +202,9 @@ def record(request: HttpRequest, machine: str, pk: int) -> HttpResponse:
                 messages.warning(request, text + " It is flagged for a physicist's review.")
             else:
                 messages.success(request, text)
+            # Back to the day list, at this patient's row (issue 15).
             return redirect(reverse("rv-console-day", args=[m.name])
-                            + f"?date={appointment.date:%Y-%m-%d}")
+                            + f"?date={appointment.date:%Y-%m-%d}#a{appointment.pk}")
     post = request.POST if request.method == "POST" else {}
     _prefill(post, beams, channels, recording=True)
     return render(request, "rv/record.html", {

@@ -244,17 +244,20 @@ def test_a_fraction_scheduled_on_an_older_revision_is_treated_with_the_newest_ap
 
 def test_move_and_cancel_appointments(client: Client, therapist, physician, scheduled) -> None:  # type: ignore[no-untyped-def]
     second = Appointment.objects.get(plan=scheduled.plan, fraction_number=2)
+    third = Appointment.objects.get(plan=scheduled.plan, fraction_number=3)
     client.force_login(therapist)
     client.post(f"/appointments/{second.pk}/", {"date": "2031-01-06"})
     second.refresh_from_db()
+    third.refresh_from_db()
     assert second.date.isoformat() == "2031-01-06"
+    # moved after fraction 3: the fractions follow time order (rv.services.schedule)
+    assert (second.fraction_number, third.fraction_number) == (3, 2)
     api = APIClient()
     api.force_authenticate(therapist)
     done = api.post(f"/api/v1/appointments/{second.pk}/cancel/", {"reason": "ill"},
                     format="json")
     assert done.status_code == 200 and done.json()["status"] == "CANCELLED"
     api.force_authenticate(physician)
-    third = Appointment.objects.get(plan=scheduled.plan, fraction_number=3)
     assert api.post(f"/api/v1/appointments/{third.pk}/move/", {"date": "2031-01-07"},
                     format="json").status_code == 403
     assert list(AuditEvent.objects.filter(action__in=["schedule.move", "schedule.cancel"])
