@@ -2,7 +2,7 @@ from django.urls import include, path
 from rest_framework import permissions
 from rest_framework.routers import APIRootView, DefaultRouter
 
-from rv.api import auth, history, plans, setup, treatment, workitems
+from rv.api import auth, history, plans, setup, treatment, ups_events, workitems
 
 
 class RootView(APIRootView):
@@ -27,6 +27,9 @@ router.register("appointments", treatment.AppointmentViewSet, basename="appointm
 router.register("audit-events", treatment.AuditEventViewSet, basename="audit-event")
 router.register("records", history.RecordViewSet, basename="record")
 router.register("workitems", workitems.WorkitemViewSet, basename="workitem")
+router.register("ups-subscriptions", ups_events.UpsSubscriptionViewSet,
+                basename="ups-subscription")
+router.register("ups-events", ups_events.UpsEventViewSet, basename="ups-event")
 
 urlpatterns = [
     path("auth/token/", auth.TokenView.as_view(), name="api-token"),

@@ -27,6 +27,7 @@ from rv.models.treatment import (
     TerminationStatus,
     VerificationStatus,
 )
+from rv.models.ups_event import UpsEvent, UpsSubscription
 from rv.models.workitem import Workitem
 
 __all__ = [
@@ -37,4 +38,5 @@ __all__ = [
     "DoseReference", "FractionGroup", "FractionGroupBeam", "FractionGroupBrachySetup",
     "Patient", "Plan", "ToleranceTable", "TreatmentMachine",
     "CouchReference", "MachineGroup", "SetupClearance", "Workitem",
+    "UpsEvent", "UpsSubscription",
 ]
