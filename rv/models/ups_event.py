@@ -56,7 +56,7 @@ class UpsSubscription(models.Model):
         ]
 
     def __str__(self) -> str:
-        what = self.workitem.sop_instance_uid if self.workitem_id else self.kind
+        what = self.workitem.sop_instance_uid if self.workitem is not None else self.kind
         return f"{self.ae_title} -> {what}"
 
 

@@ -8,6 +8,7 @@ down or slow while others are served, and subscriptions that outlive the SCP."""
 from __future__ import annotations
 
 import logging
+import signal
 import threading
 from collections.abc import Callable, Iterator
 from datetime import timedelta
@@ -365,6 +366,27 @@ def test_subscriptions_survive_a_restart(clinic, watcher, sender, settings) -> N
         assert watch_action(("127.0.0.1", port), action=4, uid=uid).Status == 0
     finally:
         again.shutdown()
+
+
+def test_runscp_tells_the_subscribers_it_restarted_and_is_going_down(
+        live_scp, sender, tmp_path, data_dir) -> None:  # type: ignore[no-untyped-def]
+    from tests.dicom_net.runscp_process import start_runscp
+
+    watcher = Receiver("WATCHER")
+    try:
+        assert watch_action(live_scp, action=3, uid=GLOBAL_UID, lock="FALSE").Status == 0
+        proc = start_runscp(free_port(), data_dir, tmp_path / "runscp.log")
+        try:
+            got = watcher.wait_count(1)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(60)
+        got = watcher.wait_count(2)
+        assert [(g.event_type, g.uid, g.info.SCPStatus) for g in got] == [
+            (SCP_STATUS, GLOBAL_UID, "RESTARTED"), (SCP_STATUS, GLOBAL_UID, "GOING DOWN")]
+        assert got[0].info.SubscriptionListStatus == "WARM START"
+    finally:
+        watcher.stop()
 
 
 def test_the_worker_command_sends_what_is_due(clinic, watcher, capsys) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
