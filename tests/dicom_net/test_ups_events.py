@@ -269,7 +269,7 @@ def test_cancel_request_of_a_scheduled_step_reports_it_through_in_progress(
         STATE, ASSIGNED]
 
 
-def test_what_a_subscription_request_is_refused_for(clinic, watcher) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+def test_what_a_subscription_request_is_refused_for(clinic, watcher, settings) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
     plan, scp = clinic["plan"], clinic["scp"]
     uid = _step(plan).sop_instance_uid
     unknown = watch_action(scp, action=3, uid=uid, receiving="NOBODY")
@@ -285,8 +285,6 @@ def test_what_a_subscription_request_is_refused_for(clinic, watcher) -> None:  #
     assert watch_action(scp, action=6, uid=uid, calling="OIS").Status == 0x0123
     assert not UpsSubscription.objects.exists()
     # a node without the query role may not subscribe (unknown AEs refused here)
-    from django.conf import settings
-
     settings.RV_ACCEPT_UNKNOWN_AE = False
     Node.objects.create(name="pacs", ae_title="PACS", host="127.0.0.1", port=104,
                         can_query=False)
