@@ -250,6 +250,16 @@ RV_EXPORT_TIMEOUT = env_float("RV_EXPORT_TIMEOUT", 30.0, low=0.1)
 RV_COMMIT_REPORT_WAIT = env_float("RV_COMMIT_REPORT_WAIT", 10.0, low=0.1)
 RV_COMMIT_REPORT_TIMEOUT = env_float("RV_COMMIT_REPORT_TIMEOUT", 3600.0, low=1.0)
 RV_COMMIT_MAX_REFERENCES = env_int("RV_COMMIT_MAX_REFERENCES", 10000, low=1)
+# UPS events (issue 14, manage.py ups_event_worker): attempts before an N-EVENT-REPORT is
+# dropped, first retry delay (doubling, at most RV_UPS_EVENT_MAX_DELAY), a claim's lease, idle
+# poll interval and network timeout in seconds, and sender threads per worker process.
+RV_UPS_EVENT_MAX_ATTEMPTS = env_int("RV_UPS_EVENT_MAX_ATTEMPTS", 5, low=1)
+RV_UPS_EVENT_BASE_DELAY = env_float("RV_UPS_EVENT_BASE_DELAY", 5.0, low=0.0)
+RV_UPS_EVENT_MAX_DELAY = env_float("RV_UPS_EVENT_MAX_DELAY", 300.0, low=0.0)
+RV_UPS_EVENT_LEASE = env_float("RV_UPS_EVENT_LEASE", 120.0, low=0.1)
+RV_UPS_EVENT_POLL = env_float("RV_UPS_EVENT_POLL", 1.0, low=0.01)
+RV_UPS_EVENT_TIMEOUT = env_float("RV_UPS_EVENT_TIMEOUT", 10.0, low=0.1)
+RV_UPS_EVENT_THREADS = env_int("RV_UPS_EVENT_THREADS", 4, low=1, high=64)
 
 # --- DICOM edge (issue 12): what a peer may send us, and who a peer is ---------------------
 # Seconds a peer may leave us waiting at any stage: for its association request, inside a PDU,

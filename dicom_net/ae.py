@@ -58,9 +58,11 @@ from pynetdicom.sop_class import (
     StudyRootQueryRetrieveInformationModelFind,
     StudyRootQueryRetrieveInformationModelGet,
     StudyRootQueryRetrieveInformationModelMove,
+    UnifiedProcedureStepEvent,
     UnifiedProcedureStepPull,
     UnifiedProcedureStepPush,
     UnifiedProcedureStepQuery,
+    UnifiedProcedureStepWatch,
     Verification,
 )
 from pynetdicom.transport import RequestHandler, ThreadedAssociationServer
@@ -106,8 +108,13 @@ QR_SOP_CLASSES = [
     StudyRootQueryRetrieveInformationModelGet,
 ]
 
-# PS3.4 Annex CC: the TDW-II worklist (handlers in dicom_net/ups.py). Watch and Event: not yet.
-UPS_SOP_CLASSES = [UnifiedProcedureStepPull, UnifiedProcedureStepPush, UnifiedProcedureStepQuery]
+# PS3.4 Annex CC: the TDW-II worklist (handlers in dicom_net/ups.py), and UPS Watch
+# (subscriptions: N-ACTION 3/4/5 and 2, N-GET, C-FIND; issue 14).
+UPS_SOP_CLASSES = [UnifiedProcedureStepPull, UnifiedProcedureStepPush, UnifiedProcedureStepQuery,
+                   UnifiedProcedureStepWatch]
+# UPS Event (CC.2.4): Verity reports the events, on associations it opens to the subscriber
+# (dicom_net/ups_events.py); never accepted from a peer.
+UPS_EVENT_SOP_CLASSES = [UnifiedProcedureStepEvent]
 
 # PS3.4 Annex J (handlers in dicom_net/commitment.py): SCP for peers' requests, SCU for our
 # committed exports, whose reports a node may send on an association it opens (proposing the

@@ -1,7 +1,8 @@
 """UPS SCP for the treatment machine's worklist (PS3.4 Annex CC; IHE-RO TDW-II, Verity as
-Treatment Management System): C-FIND on the UPS Pull and Query contexts, N-GET, N-ACTION
-(Change UPS State, Request UPS Cancel) and N-SET on Pull, Push and Query. Thin doors into
-rv.services.workitem_actions; statuses and Error Comments are docs/CONFORMANCE.md's.
+Treatment Management System): C-FIND on the UPS Pull, Query and Watch contexts, N-GET,
+N-ACTION (Change UPS State, Request UPS Cancel; UPS Watch subscribe, unsubscribe, suspend)
+and N-SET on Pull, Push, Query and Watch. Thin doors into rv.services.workitem_actions and
+rv.services.ups_events; statuses and Error Comments are docs/CONFORMANCE.md's.
 
 PS3.4 CC.3.1.1: the Requested SOP Class UID of N-ACTION / N-SET / N-GET is UPS Push whatever
 context carried it, and some devices send UPS Pull there: both are accepted, the message is
@@ -23,7 +24,9 @@ from pynetdicom.events import Event
 from dicom_net.ae import UPS_SOP_CLASSES
 from dicom_net.models import Node
 from dicom_net.statuses import CANCEL, NOT_AUTHORIZED, PENDING, UNABLE_TO_PROCESS, status_dataset
+from dicom_net.ups_events import receiver_known
 from rv.models import Workitem
+from rv.services.ups_events import ups_watch
 from rv.services.workitem_actions import (
     UpsAnswer,
     workitem_cancel_request,
@@ -33,6 +36,7 @@ from rv.services.workitem_actions import (
     worklist_find,
 )
 from rv.ups import IDENTIFIER_DOES_NOT_MATCH, InvalidIdentifier
+from rv.ups_events import REQUEST_CANCEL, SUBSCRIBE, SUSPEND_GLOBAL, UNSUBSCRIBE
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +44,7 @@ UPS_CLASS_UIDS = frozenset(str(c) for c in UPS_SOP_CLASSES)
 PROCESSING_FAILURE = 0x0110
 NO_SUCH_ACTION = 0x0123
 NO_SUCH_SOP_CLASS = 0x0118
+WATCH_ACTIONS = frozenset({SUBSCRIBE, UNSUBSCRIBE, SUSPEND_GLOBAL})
 
 
 def _calling(event: Event) -> str:
@@ -158,19 +163,37 @@ def handle_n_get(event: Event) -> tuple[Dataset | int, Dataset | None]:
     return _guarded(event, "N-GET", call)
 
 
+def _may_watch(event: Event) -> Dataset | None:
+    """Subscribing (UPS Watch N-ACTION 3/4/5) is reading the worklist: the query role."""
+    if settings.RV_ACCEPT_UNKNOWN_AE:
+        return None
+    node = _node(event)
+    if node is not None and node.can_query:
+        return None
+    return status_dataset(NOT_AUTHORIZED, f"{_calling(event)} may not subscribe to the "
+                          "worklist (query role)")
+
+
 def handle_n_action(event: Event) -> tuple[Dataset | int, Dataset | None]:
-    """Action 1 Change UPS State (claim, complete, cancel); action 2 Request UPS Cancel."""
+    """Action 1 Change UPS State (claim, complete, cancel); action 2 Request UPS Cancel (UPS
+    Push and Watch); actions 3, 4, 5 of UPS Watch: subscribe, unsubscribe, suspend the
+    global subscription (rv.services.ups_events)."""
     uid = _requested_uid(event)
+    request: Any = event.request
+    try:
+        action = int(request.ActionTypeID or 0)
+    except (TypeError, ValueError):
+        action = 0
     refusal = _class_refusal(event)
     lenient = False
-    if refusal is None:
+    if refusal is None and action in WATCH_ACTIONS:
+        refusal = _may_watch(event)
+    elif refusal is None:
         refusal, lenient = _performer(event, uid)
     if refusal is not None:
         return refusal, None
 
     def call() -> tuple[Dataset | int, Dataset | None]:
-        request: Any = event.request
-        action = int(request.ActionTypeID or 0)
         if _too_big(request.ActionInformation):
             return status_dataset(PROCESSING_FAILURE, "the action information is too "
                                   "large (RV_UPS_MAX_DATASET)"), None
@@ -180,10 +203,14 @@ def handle_n_action(event: Event) -> tuple[Dataset | int, Dataset | None]:
                 uid=uid, requested=str(info.get("ProcedureStepState", "") or ""),
                 transaction_uid=str(info.get("TransactionUID", "") or ""),
                 calling_ae=_calling(event), lenient=lenient))
-        if action == 2:
+        if action == REQUEST_CANCEL:
             return _answer(workitem_cancel_request(
-                uid=uid, calling_ae=_calling(event),
-                reason=str(info.get("ReasonForCancellation", "") or "")))
+                uid=uid, calling_ae=_calling(event), request=info,
+                performer_node=receiver_known))
+        if action in WATCH_ACTIONS:
+            return _answer(ups_watch(action=action, uid=uid, info=info,
+                                     calling_ae=_calling(event),
+                                     receiver_known=receiver_known))
         return status_dataset(NO_SUCH_ACTION, f"no UPS action {action}"), None
 
     return _guarded(event, "N-ACTION", call)

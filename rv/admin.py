@@ -26,6 +26,8 @@ from rv.models import (
     Session,
     ToleranceTable,
     TreatmentMachine,
+    UpsEvent,
+    UpsSubscription,
 )
 from rv.models.machine import TOLERANCE_FIELDS
 from rv.roles import MANAGE_USERS, Action, can, may, roles_of
@@ -96,6 +98,25 @@ class AuditEventAdmin(ReadOnlyAdmin):
     read_action = Action.AUDIT_READ
     list_display = ["at", "username", "action", "object_type", "object_id"]
     list_filter = ["action", "object_type"]
+
+
+@admin.register(UpsSubscription)
+class UpsSubscriptionAdmin(ReadOnlyAdmin):
+    """UPS Watch subscriptions (issue 14): changed over DICOM only (N-ACTION 3/4/5)."""
+    read_action = Action.UPS_EVENTS_READ
+    list_display = ["ae_title", "kind", "workitem", "deletion_lock", "suspended", "created_at"]
+    list_filter = ["kind", "suspended", "deletion_lock"]
+    search_fields = ["ae_title", "workitem__sop_instance_uid"]
+
+
+@admin.register(UpsEvent)
+class UpsEventAdmin(ReadOnlyAdmin):
+    """The UPS N-EVENT-REPORTs queued, sent or dropped (ups_event_worker)."""
+    read_action = Action.UPS_EVENTS_READ
+    list_display = ["pk", "created_at", "ae_title", "event_type", "workitem_uid", "status",
+                    "attempts", "sent_at", "last_error"]
+    list_filter = ["status", "event_type", "ae_title"]
+    search_fields = ["ae_title", "workitem_uid", "last_error"]
 
 
 @admin.register(TreatmentMachine)

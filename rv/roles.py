@@ -33,6 +33,7 @@ class Action(StrEnum):
     AUDIT_READ = "view_audit"        # the audit trail
     EXPORT_READ = "export_read"      # the DICOM export queue
     NODE_READ = "node_read"          # the DICOM peers
+    UPS_EVENTS_READ = "ups_events_read"  # UPS subscriptions and the event queue (issue 14)
     # clinical writes
     SCHEDULE = "schedule"            # schedule, move, cancel appointments
     SESSION_RECORD = "record"        # record a treatment session at the console / API
@@ -72,6 +73,7 @@ PERMISSIONS: dict[Action, tuple[str, ...]] = {
     A.AUDIT_READ: (ADMIN, PHYSICIST),
     A.EXPORT_READ: ALL_ROLES,
     A.NODE_READ: ALL_ROLES,
+    A.UPS_EVENTS_READ: (ADMIN, PHYSICIST),
     A.SCHEDULE: (THERAPIST, PHYSICIST),
     A.SESSION_RECORD: (THERAPIST,),
     A.PLAN_APPROVE: (PHYSICIST, PHYSICIAN),
@@ -106,6 +108,7 @@ _WORDS: dict[Action, str] = {
     A.CLINICAL_READ: "see patient data", A.HISTORY_READ: "view the treatment history",
     A.AUDIT_READ: "view the audit trail", A.EXPORT_READ: "see the export queue",
     A.NODE_READ: "see the DICOM nodes", A.SCHEDULE: "schedule treatment",
+    A.UPS_EVENTS_READ: "see the worklist's subscriptions and events",
     A.SESSION_RECORD: "record a treatment session",
     A.PLAN_APPROVE: "approve a plan for treatment",
     A.PLAN_HOLD: "put a plan on hold or release it", A.PLAN_RETIRE: "retire a plan",

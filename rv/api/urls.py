@@ -2,7 +2,17 @@ from django.urls import include, path
 from rest_framework import permissions
 from rest_framework.routers import APIRootView, DefaultRouter
 
-from rv.api import auth, history, plans, prescriptions, setup, tasks, treatment, workitems
+from rv.api import (
+    auth,
+    history,
+    plans,
+    prescriptions,
+    setup,
+    tasks,
+    treatment,
+    ups_events,
+    workitems,
+)
 
 
 class RootView(APIRootView):
@@ -29,6 +39,9 @@ router.register("records", history.RecordViewSet, basename="record")
 router.register("workitems", workitems.WorkitemViewSet, basename="workitem")
 router.register("tasks", tasks.TaskViewSet, basename="task")
 router.register("prescriptions", prescriptions.PrescriptionViewSet, basename="prescription")
+router.register("ups-subscriptions", ups_events.UpsSubscriptionViewSet,
+                basename="ups-subscription")
+router.register("ups-events", ups_events.UpsEventViewSet, basename="ups-event")
 
 urlpatterns = [
     path("auth/token/", auth.TokenView.as_view(), name="api-token"),

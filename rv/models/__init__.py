@@ -30,6 +30,7 @@ from rv.models.treatment import (
     TerminationStatus,
     VerificationStatus,
 )
+from rv.models.ups_event import UpsEvent, UpsSubscription
 from rv.models.workitem import Workitem
 
 __all__ = [
@@ -41,4 +42,5 @@ __all__ = [
     "MachineHours", "Patient", "Plan", "ToleranceTable", "TreatmentMachine",
     "Prescription", "PrescriptionPlan", "PrescriptionReference",
     "CouchReference", "MachineGroup", "SetupClearance", "Task", "Workitem",
+    "UpsEvent", "UpsSubscription",
 ]

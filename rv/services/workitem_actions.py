@@ -13,7 +13,7 @@ record goes through rv.services.machine whatever the step's state.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -22,10 +22,11 @@ from django.utils import timezone
 from pydicom.dataset import Dataset
 
 from archive.models import Instance
-from rv import ups
+from rv import ups, ups_events
 from rv.models import DeviceRecord, Plan, SetupClearance, Workitem
 from rv.records.workitem import WORKITEM_CODE, code, station_code
 from rv.selectors import plan_to_treat
+from rv.services import ups_outbox
 from rv.services.audit import audit_record
 from rv.services.plan_state import PlanState, plan_state
 from rv.services.tasks import tasks_after_workitem
@@ -192,6 +193,7 @@ def _claim(*, pk: int, transaction_uid: str, calling_ae: str, now: datetime) -> 
     wi.transaction_uid, wi.performer_ae, wi.claimed_at = transaction_uid, calling_ae, now
     _store_ds(wi, ds)
     wi.save()
+    ups_outbox.state_changed(wi=wi, item=ds, now=now)
     audit_record(action="workitem.claim", obj=wi, username=calling_ae, details={
         "sop_instance_uid": wi.sop_instance_uid, "plan": wi.plan_id,
         "fraction_number": wi.fraction_number, "machine": wi.machine.name})
@@ -229,6 +231,7 @@ def _end(*, pk: int, requested: str, transaction_uid: str, calling_ae: str, leni
     wi.review_reasons = list(wi.review_reasons) + _output_problems(wi, ds, requested)
     _store_ds(wi, ds)
     wi.save()
+    ups_outbox.state_changed(wi=wi, item=ds, now=now)
     event = audit_record(action=f"workitem.{requested.lower()}", obj=wi, username=calling_ae,
                          details={
         "sop_instance_uid": wi.sop_instance_uid, "fraction_number": wi.fraction_number,
@@ -256,23 +259,47 @@ def _output_problems(wi: Workitem, ds: Dataset, requested: str) -> list[str]:
 
 
 def workitem_cancel_request(*, uid: str, calling_ae: str, reason: str = "",
+                            request: Dataset | None = None,
+                            performer_node: Callable[[str], bool] | None = None,
                             now: datetime | None = None) -> UpsAnswer:
-    """N-ACTION 2 Request UPS Cancel: a SCHEDULED step is cancelled (and re-issued where the
-    fraction is still due); an IN PROGRESS one cannot be: its performer cannot be told
-    (no UPS events yet): 0xC312."""
+    """N-ACTION 2 Request UPS Cancel (PS3.4 CC.2.2.3, Table CC.1.1-2): a UPS Cancel
+    Requested event goes to the step's subscribers; a SCHEDULED step is then cancelled by
+    Verity (reported IN PROGRESS, then CANCELED) and re-issued where the fraction is still
+    due. An IN PROGRESS one is the performer's to end: it is told too when it is a
+    registered node (`performer_node(ae_title)`, the door knows the registry) or a
+    subscriber; when it can be told neither way, 0xC312 and nothing is sent. `request`:
+    the N-ACTION's Action Information (reason, discontinuation code, contact)."""
     now = now or timezone.now()
+    if request is None:
+        request = Dataset()
+        if reason:
+            request.ReasonForCancellation = reason
+    reason = reason or str(request.get("ReasonForCancellation", "") or "")
     wi = _find(uid)
     if wi is None:
         return UpsAnswer(ups.NO_SUCH_UPS, f"No worklist step {uid.strip()[:64]} here.")
     with transaction.atomic():
         wi = _lock(wi.pk)
-        t = ups.request_cancel(current=wi.state, performer_reachable=False)
-        if t.new_state is None:
+        performer = wi.performer_ae if wi.state == W.State.IN_PROGRESS else ""
+        told = [performer] if performer and performer_node and performer_node(performer) \
+            else []
+        reachable = bool(told) or (bool(performer)
+                                   and performer in ups_outbox.subscribers(wi))
+        t = ups.request_cancel(current=wi.state, performer_reachable=reachable)
+        if t.status != ups.SUCCESS:
             if wi.state == W.State.IN_PROGRESS:
                 return UpsAnswer(t.status, f"The step is IN PROGRESS at {wi.performer_ae}, "
                                  "which Verity cannot reach: ask there, or a physicist "
                                  "releases it.")
             return UpsAnswer(t.status, t.comment)
+        sent = ups_outbox.cancel_requested(wi=wi, requesting_ae=calling_ae, request=request,
+                                           now=now, also=told)
+        if t.new_state is None:  # IN PROGRESS: the performer decides
+            audit_record(action="workitem.cancel_request", obj=wi, username=calling_ae,
+                         details={"sop_instance_uid": wi.sop_instance_uid,
+                                  "performer": wi.performer_ae, "reason": reason,
+                                  "told": sent})
+            return UpsAnswer(t.status)
         cancel_by_tms(wi=wi, reason=f"Cancel requested by {calling_ae}"
                       + (f": {reason}" if reason else "."), now=now)
         # The schedule is Verity's: while the appointment stands, a new step replaces this
@@ -303,8 +330,9 @@ def workitem_update(*, uid: str, modification: Dataset, calling_ae: str,
         if wi.state == W.State.SCHEDULED:
             return UpsAnswer(NOT_AUTHORIZED, "The schedule is Verity's: a SCHEDULED step "
                              "changes at Verity's console, not by N-SET.")
+        before = workitem_ds(wi)
         try:
-            ds = ups.nset_apply(item=workitem_ds(wi), modification=modification,
+            ds = ups.nset_apply(item=before, modification=modification,
                                 state=wi.state, recorded_uid=wi.transaction_uid)
         except ups.NSetRefused as exc:
             return UpsAnswer(exc.status, exc.comment)
@@ -317,6 +345,10 @@ def workitem_update(*, uid: str, modification: Dataset, calling_ae: str,
             wi.progress_at = now
         _store_ds(wi, ds)
         wi.save()
+        if ups_events.progress_changed(before, ds):
+            ups_outbox.progress_reported(wi=wi, item=ds, now=now)
+        if ups_events.assignment_changed(before, ds):
+            ups_outbox.assignment_reported(wi=wi, item=ds, now=now)
         audit_record(action="workitem.update", obj=wi, username=calling_ae, details={
             "sop_instance_uid": wi.sop_instance_uid,
             "attributes": sorted({e.keyword or str(e.tag) for e in modification

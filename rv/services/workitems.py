@@ -39,6 +39,7 @@ from rv.records.common import plan_dataset
 from rv.records.workitem import InputRef, StepFacts, cancellation_progress, workitem_dataset
 from rv.roles import Action, require
 from rv.selectors import plan_newest_revision, plan_to_treat
+from rv.services import ups_outbox
 from rv.services.audit import audit_record
 from rv.services.esign import SignatureRefused, esign_refusal_audit, esign_verify
 from rv.services.plan_state import PlanState, plan_state
@@ -113,11 +114,15 @@ def readiness_refresh(*, wi: Workitem, now: datetime | None = None,
                                                              plan_state(plan=wi.plan))
     readiness, reasons = readiness_of(wi=wi, state=state, now=now)
     if readiness != wi.readiness or reasons != wi.readiness_reasons:
+        changed = readiness != wi.readiness
         wi.readiness, wi.readiness_reasons = readiness, reasons
         ds = workitem_ds(wi)
         _store_ds(wi, ds)
-        Workitem.objects.filter(pk=wi.pk, state=W.State.SCHEDULED).update(
-            readiness=readiness, readiness_reasons=reasons, dataset=wi.dataset)
+        with transaction.atomic():  # the change and its UPS State Report, together
+            kept = Workitem.objects.filter(pk=wi.pk, state=W.State.SCHEDULED).update(
+                readiness=readiness, readiness_reasons=reasons, dataset=wi.dataset)
+            if kept and changed:
+                ups_outbox.state_changed(wi=wi, item=ds, now=now or timezone.now())
     return wi
 
 
@@ -180,6 +185,7 @@ def _issue(*, appointment: Appointment, plan: Plan, state: PlanState, delivery_t
         replaces_uid=replaces.sop_instance_uid if replaces else ""), now=now)
     _store_ds(wi, ds)
     wi.save()
+    ups_outbox.step_made(wi=wi, item=ds, now=now)  # UPS State Report, UPS Assigned
     event = audit_record(action="workitem.create", obj=wi, username="verity", details={
         "sop_instance_uid": wi.sop_instance_uid, "plan": plan.pk, "machine": wi.machine.name,
         "fraction_number": number, "delivery_type": delivery_type,
@@ -201,6 +207,8 @@ def cancel_by_tms(*, wi: Workitem, reason: str, now: datetime, user: User | None
     wi.state, wi.cancel_reason, wi.finished_at = W.State.CANCELED, reason, now
     _store_ds(wi, ds)
     wi.save(update_fields=["state", "cancel_reason", "finished_at", "dataset", "updated_at"])
+    ups_outbox.state_changed(wi=wi, item=ds, now=now,
+                             through_in_progress=was == W.State.SCHEDULED)
     audit_record(action="workitem.cancel", obj=wi, user=user,
                  username="" if user is not None else "verity", details={
                      "sop_instance_uid": wi.sop_instance_uid, "from": was, "reason": reason,

@@ -13,6 +13,8 @@ from dicom_net.ae import (
     QR_SOP_CLASSES,
     STORAGE_SOP_CLASSES,
     STORAGE_TRANSFER_SYNTAXES,
+    UPS_EVENT_SOP_CLASSES,
+    UPS_SOP_CLASSES,
     build_ae,
 )
 from tests.conftest import REPO
@@ -37,7 +39,11 @@ def test_sop_classes_and_roles_match_the_ae() -> None:
     documented_scp = {r["UID"] for r in rows if r["SCP"] == "yes"}
     documented_scu = {r["UID"] for r in rows if r["SCU"] == "yes"}
     supported = {cx.abstract_syntax for cx in ae.supported_contexts}
-    assert documented_scp == supported
+    # UPS Event: Verity is the SCP (it reports the events) on associations it opens itself,
+    # proposing that context (dicom_net.ups_events); it never accepts it from a peer.
+    assert documented_scp == supported | set(UPS_EVENT_SOP_CLASSES)
+    assert not supported & set(UPS_EVENT_SOP_CLASSES)
+    assert set(UPS_SOP_CLASSES) <= supported
     # SCU: storage (exports, C-MOVE, and C-GET through role selection), Verification
     # (dicom_node echo) and Storage Commitment (committed exports, whose reports a node may
     # send on an association it opens, proposing the SCP role).
@@ -78,7 +84,7 @@ def test_every_ups_status_verity_answers_is_documented() -> None:
     """The UPS answers (rv.ups's state table and N-SET gate, rv.services.workitem_actions,
     dicom_net.ups) are in the status table with a UPS service named."""
     from dicom_net import ups as handlers
-    from rv import ups
+    from rv import ups, ups_events
     from rv.services import workitem_actions
 
     answered = {ups.NO_SUCH_ATTRIBUTE, ups.INVALID_ATTRIBUTE_VALUE, ups.PROCESSING_FAILURE,
@@ -89,7 +95,11 @@ def test_every_ups_status_verity_answers_is_documented() -> None:
                 ups.NO_SUCH_UPS, ups.NOT_IN_PROGRESS, ups.ALREADY_COMPLETED,
                 ups.PERFORMER_UNREACHABLE, ups.IDENTIFIER_DOES_NOT_MATCH,
                 handlers.NO_SUCH_ACTION, handlers.NO_SUCH_SOP_CLASS,
-                handlers.PROCESSING_FAILURE, workitem_actions.NOT_AUTHORIZED}
+                handlers.PROCESSING_FAILURE, workitem_actions.NOT_AUTHORIZED,
+                # UPS Watch (issue 14): rv.ups_events' answers to N-ACTION 3/4/5
+                ups_events.MISSING_ATTRIBUTE, ups_events.INVALID_ATTRIBUTE_VALUE,
+                ups_events.NO_SUCH_UPS, ups_events.RECEIVING_AE_UNKNOWN,
+                ups_events.ACTION_NOT_APPROPRIATE}
     rows = table("Status codes")
     documented = {int(r["Code"], 16) for r in rows
                   if "N-" in r["Service"] or "UPS" in r["Meaning"]}

@@ -58,6 +58,7 @@ EXPECTED = {
     VIEW_AUDIT: {ADMIN, PHYSICIST},
     A.EXPORT_READ: set(ALL_ROLES),
     A.NODE_READ: set(ALL_ROLES),
+    A.UPS_EVENTS_READ: {ADMIN, PHYSICIST},  # issue 14: UPS subscriptions and events
     SCHEDULE: {THERAPIST, PHYSICIST},
     RECORD: {THERAPIST},
     APPROVE: {PHYSICIST, PHYSICIAN},
@@ -86,7 +87,7 @@ EXPECTED = {
 }
 # Checked at their doors (pages, API), not by a service function.
 DOOR_ONLY = {A.CLINICAL_READ, VIEW_HISTORY, VIEW_AUDIT, A.EXPORT_READ, A.NODE_READ,
-             A.EXPORT_RETRY, MANAGE_NODES, A.MACHINE_EDIT}
+             A.EXPORT_RETRY, MANAGE_NODES, A.MACHINE_EDIT, A.UPS_EVENTS_READ}
 CELLS = [(action, role) for action in EXPECTED for role in ALL_ROLES]
 
 

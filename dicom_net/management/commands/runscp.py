@@ -6,11 +6,16 @@ one listening socket made before forking (whichever process is free accepts the 
 association), since one Python process does not use more than one core, and replaces any
 that dies (after 0.5 s, doubling while they keep dying, at most 30 s) while the others
 serve. RV_SCP_PROCESSES defaults to the number of cores.
+
+UPS subscribers are told (PS3.4 CC.2.4.3, SCP Status Change): RESTARTED at start-up, GOING
+DOWN when a stop begins; queued as events for ups_event_worker, once per runscp (not per
+listener process).
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import socket
@@ -21,12 +26,16 @@ from typing import Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.db import connections
+from django.db import DatabaseError, connections
 
 from archive import storage
 from dicom_net.ae import build_ae, listen, start_server
 from dicom_net.handlers import HANDLERS
+from rv.services.ups_events import scp_status_announce
 from rv.supervision import Backoff, stop_with_parent
+from rv.ups_events import GOING_DOWN, RESTARTED
+
+log = logging.getLogger(__name__)
 
 # A dead listener process is replaced after 0.5 s, then 1, 2, 4 ... at most 30 s while they
 # keep dying; once one has run 30 s the delay starts again at 0.5 s.
@@ -58,10 +67,15 @@ class Command(BaseCommand):
             f"({processes} process{'es' if processes > 1 else ''}); "
             f"unknown AEs {'accepted' if settings.RV_ACCEPT_UNKNOWN_AE else 'rejected'}")
         self.stdout.flush()
-        if processes == 1:
-            self._serve(options)
-            return
-        self._supervise(options, processes)
+        _announced.clear()
+        _announce(RESTARTED)  # PS3.4 CC.2.4.3: SCP Status Change to the subscribers
+        try:
+            if processes == 1:
+                self._serve(options)
+                return
+            self._supervise(options, processes)
+        finally:
+            _announce(GOING_DOWN, once=True)
 
     def _serve(self, options: dict[str, Any], listener: socket.socket | None = None) -> None:
         stop = threading.Event()
@@ -80,6 +94,8 @@ class Command(BaseCommand):
                                f"{exc.strerror or exc}") from exc
         while not stop.wait(0.5):
             pass
+        if options.get("announce", True):
+            _announce(GOING_DOWN, once=True)
         # Stop accepting, then let what is open finish.
         server.shutdown()
         deadline = time.monotonic() + options["grace"]
@@ -139,6 +155,7 @@ class Command(BaseCommand):
                 self._say(f"SCP process {child} started (replacement)")
             if stopping:
                 restarts.clear()
+                _announce(GOING_DOWN, once=True)
             if not pid:
                 time.sleep(0.05)
         listener.close()
@@ -159,7 +176,7 @@ class Command(BaseCommand):
                 signal.signal(signal.SIGINT, signal.SIG_DFL)
                 stop_with_parent(supervisor)
                 signal.pthread_sigmask(signal.SIG_SETMASK, held)
-                self._serve(options, listener)
+                self._serve({**options, "announce": False}, listener)
             except CommandError as exc:
                 sys.stderr.write(f"{exc}\n")
                 code = 1
@@ -178,3 +195,24 @@ def _ended(status: int) -> str:
     if code < 0:
         return f"was killed by {signal.Signals(-code).name}"
     return f"exited with status {code}"
+
+
+_announced: set[str] = set()
+
+
+def _announce(status: str, *, once: bool = False) -> None:
+    """Queue an SCP Status Change (RESTARTED, GOING DOWN) for every subscribed node; sent by
+    ups_event_worker. The database being away must not keep the SCP from starting or
+    stopping: logged, not raised."""
+    if once and status in _announced:
+        return
+    _announced.add(status)
+    try:
+        titles = scp_status_announce(status=status)
+    except DatabaseError as exc:
+        log.warning("SCP Status Change %s not queued: %s", status, exc)
+        return
+    finally:
+        connections.close_all()
+    if titles:
+        log.info("SCP Status Change %s queued for %s", status, ", ".join(titles))

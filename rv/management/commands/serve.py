@@ -1,8 +1,9 @@
 """manage.py serve: the whole service in the foreground, as `make run` starts it.
 
-Separate processes (DESIGN.md): the web server (gunicorn), the DICOM SCP and, where it exists,
-the export worker. One that exits or dies is restarted while the others keep running: after
-1 s, then 2, 4 ... at most 60 s while it keeps dying; once it has run 60 s, 1 s again.
+Separate processes (DESIGN.md): the web server (gunicorn), the DICOM SCP and, where they
+exist, the export worker and the UPS event worker. One that exits or dies is restarted while
+the others keep running: after 1 s, then 2, 4 ... at most 60 s while it keeps dying; once it
+has run 60 s, 1 s again.
 Ctrl-C or SIGTERM stops all of them; if serve itself is killed, they get a SIGTERM (Linux).
 """
 
@@ -58,6 +59,8 @@ class Command(BaseCommand):
         worker = Path(settings.BASE_DIR) / "dicom_net" / "management" / "commands"
         if (worker / "export_worker.py").exists():
             procs["worker"] = _manage("export_worker")
+        if (worker / "ups_event_worker.py").exists():  # issue 14: UPS N-EVENT-REPORTs
+            procs["ups-events"] = _manage("ups_event_worker")
         return procs
 
     def _say(self, line: str) -> None:
