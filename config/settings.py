@@ -66,6 +66,8 @@ TEMPLATES = [
                 "django.contrib.messages.context_processors.messages",
                 "rv.context.permissions",
             ],
+            # |person_name and |age in every template (rv.names; issue 15)
+            "builtins": ["rv.templatetags.rv_people"],
         },
     },
 ]
@@ -225,6 +227,8 @@ RV_ACCEPT_UNKNOWN_AE = env_bool("RV_ACCEPT_UNKNOWN_AE", False)
 RV_MAX_PDU = env_int("RV_MAX_PDU", 131072, low=0)
 # SCP processes sharing the port: one Python process uses one core (issue 3).
 RV_SCP_PROCESSES = env_int("RV_SCP_PROCESSES", min(os.cpu_count() or 1, 8), low=1, high=64)
+# The largest patient photo taken, in bytes as uploaded (rv.photos re-encodes it; issue 15).
+RV_PHOTO_MAX_BYTES = env_int("RV_PHOTO_MAX_BYTES", 5 * 1024 * 1024, low=1024)
 # Verification: the least time between the starts of two fractions of a plan (issue 5).
 RV_MIN_FRACTION_INTERVAL_HOURS = env_int("RV_MIN_FRACTION_INTERVAL_HOURS", 6, low=0, high=168)
 # Export queue (manage.py export_worker): attempts before FAILED, first retry delay (doubles

@@ -53,6 +53,9 @@ class Action(StrEnum):
     COUCH_CONFIRM = "confirm_couch"  # a second person confirms couch positions of fraction 1
     WORKITEM_REVIEW = "review_workitem"  # release a continuation, clear a worklist flag
     WORKITEM_RELEASE = "release_workitem"  # end a stale IN PROGRESS step a device holds
+    PATIENT_PHOTO = "patient_photo"  # upload a patient's photo for identification
+    PATIENT_ALERT = "patient_alert"  # set or retire a patient alert (allergy, pacemaker ...)
+    SETUP_NOTE = "setup_note"        # write a patient's or course's set-up notes, accessories
     # administration
     MANAGE_USERS = "manage_users"
     MANAGE_NODES = "manage_nodes"
@@ -86,6 +89,9 @@ PERMISSIONS: dict[Action, tuple[str, ...]] = {
     A.COUCH_CONFIRM: (THERAPIST, PHYSICIST),
     A.WORKITEM_REVIEW: (PHYSICIST, PHYSICIAN),
     A.WORKITEM_RELEASE: (PHYSICIST,),
+    A.PATIENT_PHOTO: CLINICAL_ROLES,
+    A.PATIENT_ALERT: CLINICAL_ROLES,
+    A.SETUP_NOTE: (THERAPIST, PHYSICIST),
     A.MANAGE_USERS: (ADMIN,),
     A.MANAGE_NODES: (ADMIN,),
 }
@@ -110,6 +116,8 @@ _WORDS: dict[Action, str] = {
     A.EXPORT_RETRY: "send an export again",
     A.COUCH_CONFIRM: "confirm captured couch positions",
     A.WORKITEM_REVIEW: "review a worklist step", A.WORKITEM_RELEASE: "release a claimed step",
+    A.PATIENT_PHOTO: "upload a patient's photo", A.PATIENT_ALERT: "set or retire a patient alert",
+    A.SETUP_NOTE: "write set-up notes and accessories",
     A.MANAGE_USERS: "manage users and roles",
     A.MANAGE_NODES: "manage DICOM nodes",
 }

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Hashable
 from datetime import date
 
-from django.db.models import Prefetch, QuerySet
+from django.db.models import Prefetch, Q, QuerySet
 
 from rv import dose as rvdose
+from rv.names import search_tokens
 from rv.models import (
     Beam,
     Course,
@@ -126,12 +127,26 @@ def delivered_dose_by_reference(*, plan: Plan) -> dict[int, float | None]:
     return out
 
 
+def patient_name_q(search: str) -> Q | None:
+    """Patients whose name has every word typed ("Smith John", "smith, j", "SMITH^JOHN",
+    "muller" for MÜLLER): each word begins a word of the search column (rv.names)."""
+    tokens = search_tokens(search)
+    if not tokens:
+        return None
+    q = Q()
+    for token in tokens:
+        q &= Q(search_name__contains=f" {token}")
+    return q
+
+
 def patient_list(*, search: str = "") -> QuerySet[Patient]:
+    """Patients by name or ID (part of either), in name order."""
     qs = Patient.objects.all()
-    if search.strip():
-        from django.db.models import Q
-        qs = qs.filter(Q(patient_id__icontains=search.strip())
-                       | Q(patient_name__icontains=search.strip()))
+    text = search.strip()
+    if text:
+        by_name = patient_name_q(text)
+        by_id = Q(patient_id__icontains=text)
+        qs = qs.filter(by_id | by_name if by_name is not None else by_id)
     return qs.order_by("patient_name", "patient_id")
 
 

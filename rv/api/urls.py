@@ -2,7 +2,7 @@ from django.urls import include, path
 from rest_framework import permissions
 from rest_framework.routers import APIRootView, DefaultRouter
 
-from rv.api import auth, history, plans, setup, treatment, workitems
+from rv.api import auth, banner, history, plans, setup, treatment, workitems
 
 
 class RootView(APIRootView):
@@ -16,7 +16,8 @@ class Router(DefaultRouter):
 
 
 router = Router()
-router.register("patients", plans.PatientViewSet, basename="patient")
+router.register("patients", banner.PatientViewSet, basename="patient")
+router.register("patient-alerts", banner.PatientAlertViewSet, basename="patient-alert")
 router.register("courses", plans.CourseViewSet, basename="course")
 router.register("plans", plans.PlanViewSet, basename="plan")
 router.register("setup-checks", setup.SetupCheckViewSet, basename="setup-check")

@@ -1,6 +1,7 @@
 """The clinical models of rv, one small module per subject (DESIGN.md: no god files)."""
 
 from rv.models.audit import AuditEvent
+from rv.models.banner import PatientAlert, PatientPhoto, SetupNote
 from rv.models.clearance import CouchReference, MachineGroup, SetupClearance
 from rv.models.device import DeviceRecord, RTImageLink
 from rv.models.machine import ToleranceTable, TreatmentMachine
@@ -37,4 +38,5 @@ __all__ = [
     "DoseReference", "FractionGroup", "FractionGroupBeam", "FractionGroupBrachySetup",
     "Patient", "Plan", "ToleranceTable", "TreatmentMachine",
     "CouchReference", "MachineGroup", "SetupClearance", "Workitem",
+    "PatientAlert", "PatientPhoto", "SetupNote",
 ]

@@ -79,6 +79,9 @@ EXPECTED = {
     A.COUCH_CONFIRM: {THERAPIST, PHYSICIST},  # issue 11: a second person
     A.WORKITEM_REVIEW: {PHYSICIST, PHYSICIAN},  # issue 13: the TDW-II worklist
     A.WORKITEM_RELEASE: {PHYSICIST},            # issue 13: a stale device claim
+    A.PATIENT_PHOTO: {THERAPIST, PHYSICIST, PHYSICIAN},  # issue 15: the patient in view
+    A.PATIENT_ALERT: {THERAPIST, PHYSICIST, PHYSICIAN},  # issue 15: clinicians set alerts
+    A.SETUP_NOTE: {THERAPIST, PHYSICIST},                # issue 15: set-up notes, accessories
 }
 # Checked at their doors (pages, API), not by a service function.
 DOOR_ONLY = {A.CLINICAL_READ, VIEW_HISTORY, VIEW_AUDIT, A.EXPORT_READ, A.NODE_READ,
@@ -214,6 +217,18 @@ def _attempt(action: Action, user: User) -> Callable[[], object]:
                               transaction_uid=txn, calling_ae="LINAC1", lenient=True)
         return lambda: workitem_review(workitem=step, user=user, password=PASSWORD,
                                        comment="checked at the machine")
+    if action in (A.PATIENT_PHOTO, A.PATIENT_ALERT, A.SETUP_NOTE):
+        from rv.services.banner import patient_alert_add, patient_photo_upload, setup_note_set
+        from tests.rv.test_banner import png_bytes
+
+        patient = receive_plan(fractions=5).patient
+        if action == A.PATIENT_PHOTO:
+            return lambda: patient_photo_upload(patient=patient, data=png_bytes(), user=user)
+        if action == A.PATIENT_ALERT:
+            return lambda: patient_alert_add(patient=patient, kind="DEVICE", text="pacemaker",
+                                             user=user)
+        return lambda: setup_note_set(patient=patient, notes="arms up", accessories=["mask"],
+                                      user=user)
     raise AssertionError(action)
 
 
