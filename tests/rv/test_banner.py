@@ -50,6 +50,7 @@ def jpeg_bytes(size: tuple[int, int] = (600, 800)) -> bytes:
 
 def named_patient(patient_id: str, name: str, birth: str = "19600101") -> Patient:
     ds = vmat_plan(patient_id=patient_id, arcs=1, control_points=3, leaf_pairs=2, fractions=5)
+    ds.SpecificCharacterSet = "ISO_IR 192"  # UTF-8: any name
     ds.PatientName = name
     ds.PatientBirthDate = birth
     result = object_receive(data=part10(ds), calling_ae="TPS")

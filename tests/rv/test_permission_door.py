@@ -35,7 +35,8 @@ OPEN = {"login", "logout", "api-token", "api-schema", "api-docs", "api-root",
 # What a bare superuser may reach: its IT work (users, DICOM nodes) and the home page,
 # which sends it there.
 SUPERUSER_MAY = {"home", "rv-users", "node-list", "node-detail"}
-SAMPLE = {"pk": "1", "machine": "TrueBeam1", "action": "approve", "format": "json"}
+SAMPLE = {"pk": "1", "machine": "TrueBeam1", "action": "approve", "format": "json",
+          "photo_pk": "1"}
 
 
 def _leaves(patterns: list[Any], groups: tuple[str, ...] = ()) -> Iterator[tuple[str, tuple[
