@@ -158,6 +158,8 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "PlanStatusEnum": "rv.models.plan.Plan.Status",
         "CourseStatusEnum": "rv.models.patient.Course.Status",
+        "PatientAlertKindEnum": "rv.models.banner.PatientAlert.Kind",
+        "KindEnum": "rv.models.plan.Plan.Kind",  # its name before alerts had a kind too
     },
 }
 
