@@ -209,7 +209,7 @@ def fold(text: str) -> str:
     "SOREN"; letters of scripts without case (kana, ideographs) stay as they are (their
     voiced marks too)."""
     text = unicodedata.normalize("NFKD", text.translate(_FOLD))
-    kept = []
+    kept: list[str] = []
     for ch in text:
         if unicodedata.combining(ch) and kept and ord(kept[-1]) < 0x0530:
             continue  # an accent on a Latin, Greek or Cyrillic letter
@@ -219,7 +219,8 @@ def fold(text: str) -> str:
 
 def _words(text: str) -> list[str]:
     """Words of folded text: runs of letters, digits and the marks that belong to them."""
-    out, word = [], []
+    out: list[str] = []
+    word: list[str] = []
     for ch in text:
         if ch.isalnum() or (word and unicodedata.category(ch).startswith("M")):
             word.append(ch)
@@ -253,11 +254,7 @@ def search_key(value: object) -> str:
     end), every word of every component and group of every value, folded; "" for none."""
     seen: dict[str, None] = {}
     for v in pn_values(value):
-        try:
-            name = pn_parse(v)
-        except Exception:  # pragma: no cover - pn_parse does not raise
-            continue
-        for group in name.groups():
+        for group in pn_parse(v).groups():
             for part in group.components():
                 for word in _variants(part):
                     seen.setdefault(word, None)

@@ -94,8 +94,7 @@ def _reencode(data: bytes, kind: str) -> Photo:
             raise PhotoInvalid(f"The photo is {width} x {height} pixels; it must be at least "
                                f"{MIN_SIDE} pixels a side to recognise a face.")
         im.load()
-    im = ImageOps.exif_transpose(im) or im
-    rgb = _rgb(im)
+    rgb = _rgb(ImageOps.exif_transpose(im) or im)
     stored = rgb.copy()
     stored.thumbnail((STORED_SIDE, STORED_SIDE), Image.Resampling.LANCZOS)
     thumb = rgb.copy()

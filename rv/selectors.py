@@ -8,7 +8,6 @@ from datetime import date
 from django.db.models import Prefetch, Q, QuerySet
 
 from rv import dose as rvdose
-from rv.names import search_tokens
 from rv.models import (
     Beam,
     Course,
@@ -20,6 +19,7 @@ from rv.models import (
     Session,
     SessionDose,
 )
+from rv.names import search_tokens
 
 
 def plan_fractions_delivered(*, plan: Plan) -> int:

@@ -14,8 +14,8 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from rv.errors import DomainError
 from rv.banner_selectors import patient_cells
+from rv.errors import DomainError
 from rv.models import Appointment, Patient, Plan, TreatmentMachine
 from rv.roles import MESSAGES, RECORD, Action, can, may
 from rv.selectors import day_list
