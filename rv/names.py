@@ -152,13 +152,18 @@ def _initials(text: str) -> str:
     """Alan Bob -> A. B.; a word with no letter or digit is kept as written."""
     out = []
     for word in text.split(" "):
-        first = next((ch for ch in word if ch.isalnum()), "")
+        first = next((ch for ch in word if _has_alnum(ch)), "")
         if not first:
             out.append(word)
         else:
             up = first.upper()
             out.append((up if len(up) == 1 else first) + ".")
     return " ".join(w for w in out if w)
+
+
+def _has_alnum(ch: str) -> bool:
+    """A letter or digit, or a character that is one written otherwise (㋀ is 1月)."""
+    return ch.isalnum() or any(c.isalnum() for c in unicodedata.normalize("NFKD", ch))
 
 
 def _alphabetic(g: NameGroup) -> str:
@@ -204,17 +209,20 @@ def family_name(value: object) -> str:
 
 # --- search ---------------------------------------------------------------------------
 
-def fold(text: str) -> str:
+def fold(text: str, *, upper_first: bool = True) -> str:
     """Upper case without accents: "Müller" -> "MULLER", "Łódź" -> "LODZ", "Søren" ->
     "SOREN"; letters of scripts without case (kana, ideographs) stay as they are (their
-    voiced marks too)."""
-    text = unicodedata.normalize("NFKD", text.translate(_FOLD))
+    voiced marks too). Upper case first (what a query gets): a letter's capital may be two
+    letters (ᾀ is ἈΙ) as someone typing in capitals writes it; `upper_first=False` drops
+    the accents first (ᾀ is Α), the other spelling the search key also keeps."""
+    if upper_first:
+        text = text.upper()
     kept: list[str] = []
-    for ch in text:
+    for ch in unicodedata.normalize("NFKD", text):
         if unicodedata.combining(ch) and kept and ord(kept[-1]) < 0x0530:
             continue  # an accent on a Latin, Greek or Cyrillic letter
         kept.append(ch)
-    return unicodedata.normalize("NFC", "".join(kept)).upper()
+    return unicodedata.normalize("NFC", "".join(kept).translate(_FOLD)).upper()
 
 
 def _words(text: str) -> list[str]:
@@ -242,29 +250,44 @@ def _variants(raw: str) -> list[str]:
         spellings.append(raw.translate(_GERMAN))
     for text in spellings:
         for chunk in clean(text).split(" "):
-            words = _words(fold(chunk))
-            out += words
-            if len(words) > 1:
-                out.append("".join(words))
+            for upper_first in (True, False):
+                words = _words(fold(chunk, upper_first=upper_first))
+                out += words
+                if len(words) > 1:
+                    out.append("".join(words))
     return out
+
+
+_SEPARATORS = str.maketrans({COMPONENT_SEP: " ", GROUP_SEP: " ", VALUE_SEP: " "})
+
+
+def _search_text(text: str) -> str:
+    """Text as searched: the PN separators are spaces, control and format characters are
+    dropped one by one (an escape sequence is not read, so nothing after it is lost)."""
+    return "".join(" " if ch.isspace() else ch for ch in text.translate(_SEPARATORS)
+                   if ch.isspace() or unicodedata.category(ch) not in _DROPPED_CATEGORIES)
 
 
 def search_key(value: object) -> str:
     """The search column of a name: " WORD WORD ... " (a space before each word and at the
-    end), every word of every component and group of every value, folded; "" for none."""
+    end), every word of every component and group of every value, folded, as displayed
+    and as written; "" for none."""
     seen: dict[str, None] = {}
-    for v in pn_values(value):
+    text = _text(value)
+    for v in pn_values(text):
         for group in pn_parse(v).groups():
             for part in group.components():
                 for word in _variants(part):
                     seen.setdefault(word, None)
+    for word in _variants(_search_text(text)):  # the same, unless escapes were in it
+        seen.setdefault(word, None)
     return "".join(f" {w}" for w in seen) + (" " if seen else "")
 
 
 def search_tokens(query: object) -> list[str]:
     """What a user typed as search words: folded, split at anything that is not a letter
     or digit ("smith, j" -> SMITH, J; "SMITH^JOHN" -> SMITH, JOHN)."""
-    return list(dict.fromkeys(_words(fold(clean(_text(query))))))
+    return list(dict.fromkeys(_words(fold(_search_text(_text(query))))))
 
 
 def search_matches(key: str, query: object) -> bool:
