@@ -156,3 +156,18 @@ def test_pages_do_not_grow_with_alerts(client: Client, therapist, scheduled, phy
         patient_alert_add(patient=plan.patient, kind="INFECTION", text=f"MRSA {i}",
                           user=physicist)
     assert counts() == before
+
+
+def test_the_banner_on_an_image_page(client: Client, therapist, scheduled) -> None:  # type: ignore[no-untyped-def]
+    from rv.ingest import object_receive
+    from rv.models import RTImageLink
+    from tests.rv.plans import part10
+    from tests.rv.records import rt_image
+
+    plan = scheduled.plan
+    image = RTImageLink.objects.get(instance=object_receive(
+        data=part10(rt_image(plan=plan, beam=1, fraction=1)), calling_ae="EPID").instance)
+    client.force_login(therapist)
+    page = client.get(f"/images/{image.pk}/")
+    assert page.status_code == 200
+    _assert_banner(page.content.decode(), plan.patient, course_notes=False)

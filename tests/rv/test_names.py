@@ -7,7 +7,7 @@ import unicodedata
 from datetime import date, timedelta
 
 import pytest
-from hypothesis import assume, example, given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from pydicom.valuerep import PersonName as PydicomPersonName
 
