@@ -67,6 +67,8 @@ TEMPLATES = [
                 "rv.context.permissions",
                 "rv.context.tasks",
             ],
+            # |person_name and |age in every template (rv.names; issue 15)
+            "builtins": ["rv.templatetags.rv_people"],
         },
     },
 ]
@@ -157,6 +159,8 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "PlanStatusEnum": "rv.models.plan.Plan.Status",
         "CourseStatusEnum": "rv.models.patient.Course.Status",
+        "PatientAlertKindEnum": "rv.models.banner.PatientAlert.Kind",
+        "KindEnum": "rv.models.plan.Plan.Kind",  # its name before alerts had a kind too
     },
 }
 
@@ -226,6 +230,8 @@ RV_ACCEPT_UNKNOWN_AE = env_bool("RV_ACCEPT_UNKNOWN_AE", False)
 RV_MAX_PDU = env_int("RV_MAX_PDU", 131072, low=0)
 # SCP processes sharing the port: one Python process uses one core (issue 3).
 RV_SCP_PROCESSES = env_int("RV_SCP_PROCESSES", min(os.cpu_count() or 1, 8), low=1, high=64)
+# The largest patient photo taken, in bytes as uploaded (rv.photos re-encodes it; issue 15).
+RV_PHOTO_MAX_BYTES = env_int("RV_PHOTO_MAX_BYTES", 5 * 1024 * 1024, low=1024)
 # Verification: the least time between the starts of two fractions of a plan (issue 5).
 RV_MIN_FRACTION_INTERVAL_HOURS = env_int("RV_MIN_FRACTION_INTERVAL_HOURS", 6, low=0, high=168)
 # Prescriptions (issue 15): a plan's dose per fraction to the primary reference point may

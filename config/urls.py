@@ -6,6 +6,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 from rv.urlconv import NameConverter
 from rv.views import archive as archive_views
 from rv.views import audit as audit_views
+from rv.views import banner as banner_views
 from rv.views import console as console_views
 from rv.views import history as history_views
 from rv.views import machine as machine_views
@@ -74,6 +75,12 @@ urlpatterns = [
          name="rv-prescription-amend"),
     path("prescriptions/<int:pk>/<slug:action>/", rx_views.prescription_action,
          name="rv-prescription-action"),
+    path("patients/<int:pk>/banner/", banner_views.banner_edit, name="rv-patient-banner"),
+    path("patients/<int:pk>/photos/<int:photo_pk>/", banner_views.photo,
+         name="rv-patient-photo"),
+    path("patients/<int:pk>/photos/<int:photo_pk>/thumbnail/", banner_views.photo_thumbnail,
+         name="rv-patient-photo-thumbnail"),
+    path("courses/<int:pk>/", banner_views.course_page, name="rv-course"),
     path("plans/<int:pk>/", plan_views.plan_page, name="rv-plan"),
     path("plans/<int:pk>/<slug:action>/", plan_views.plan_action, name="rv-plan-action"),
     path("beams/<int:pk>/tolerance-table/", plan_views.beam_assign_tolerance,

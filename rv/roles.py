@@ -59,6 +59,9 @@ class Action(StrEnum):
     TASK_ASSIGN = "assign_task"      # see every open task, assign or cancel one
     PRESCRIBE = "prescribe"          # write, sign, amend a prescription; link plans to it;
     #   override a stop beyond a prescription's total dose (rv.verification.OVERRIDE_ACTION)
+    PATIENT_PHOTO = "patient_photo"  # upload a patient's photo for identification
+    PATIENT_ALERT = "patient_alert"  # set or retire a patient alert (allergy, pacemaker ...)
+    SETUP_NOTE = "setup_note"        # write a patient's or course's set-up notes, accessories
     # administration
     MANAGE_USERS = "manage_users"
     MANAGE_NODES = "manage_nodes"
@@ -97,6 +100,9 @@ PERMISSIONS: dict[Action, tuple[str, ...]] = {
     A.PHYSICIAN_REVIEW: (PHYSICIAN,),
     A.TASK_ASSIGN: (PHYSICIST, PHYSICIAN),
     A.PRESCRIBE: (PHYSICIAN,),
+    A.PATIENT_PHOTO: CLINICAL_ROLES,
+    A.PATIENT_ALERT: CLINICAL_ROLES,
+    A.SETUP_NOTE: (THERAPIST, PHYSICIST),
     A.MANAGE_USERS: (ADMIN,),
     A.MANAGE_NODES: (ADMIN,),
 }
@@ -126,6 +132,8 @@ _WORDS: dict[Action, str] = {
     A.PHYSICIAN_REVIEW: "sign off a physician's weekly review",
     A.TASK_ASSIGN: "assign or cancel a task",
     A.PRESCRIBE: "prescribe",
+    A.PATIENT_PHOTO: "upload a patient's photo", A.PATIENT_ALERT: "set or retire a patient alert",
+    A.SETUP_NOTE: "write set-up notes and accessories",
     A.MANAGE_USERS: "manage users and roles",
     A.MANAGE_NODES: "manage DICOM nodes",
 }

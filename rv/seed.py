@@ -38,6 +38,7 @@ from rv.models import (
     SessionDose,
     TreatmentMachine,
 )
+from rv.names import search_key
 from rv.roles import PHYSICIST, THERAPIST
 
 # The full-size clinic of issue 7; --scale multiplies it.
@@ -189,8 +190,8 @@ def seed_clinic(*, size: Size, seed: int, progress: Callable[[str, int], None],
 
     t: dict[type[models.Model], _Table] = {m: _Table(m, cols) for m, cols in (
         (am.Patient, ["id", "patient_id", "patient_name", "birth_date", "sex", "created_at"]),
-        (Patient, ["id", "archive_patient_id", "patient_id", "patient_name", "birth_date",
-                   "sex", "created_at"]),
+        (Patient, ["id", "archive_patient_id", "patient_id", "patient_name", "search_name",
+                   "birth_date", "sex", "created_at"]),
         (Course, ["id", "patient_id", "code", "status", "treatment_status", "created_at"]),
         (am.Study, ["id", "patient_id", "study_instance_uid", "study_date", "study_description",
                     "created_at"]),
@@ -258,8 +259,8 @@ def seed_clinic(*, size: Size, seed: int, progress: Callable[[str, int], None],
 
     write(am.Patient, ((a, pnum, nm, b, s, stamp(start, 8)) for a, _, pnum, nm, b, s
                        in patients))
-    write(Patient, ((p, a, pnum, nm, b, s, stamp(start, 8)) for a, p, pnum, nm, b, s
-                    in patients))
+    write(Patient, ((p, a, pnum, nm, search_key(nm), b, s, stamp(start, 8))
+                    for a, p, pnum, nm, b, s in patients))
     write(Course, ((ids[Course] + k, c["patient"], c["code"],
                     "COMPLETED" if c["start"] < end - timedelta(days=60) else "ACTIVE",
                     "COMPLETED" if c["start"] < end - timedelta(days=60) else "ON_TREATMENT",

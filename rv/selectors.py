@@ -6,7 +6,7 @@ from collections.abc import Hashable, Iterable
 from datetime import date
 from typing import Any
 
-from django.db.models import Prefetch, QuerySet
+from django.db.models import Prefetch, Q, QuerySet
 
 from rv import dose as rvdose
 from rv.models import (
@@ -20,6 +20,7 @@ from rv.models import (
     Session,
     SessionDose,
 )
+from rv.names import search_tokens
 
 
 def plan_fractions_delivered(*, plan: Plan) -> int:
@@ -127,12 +128,26 @@ def delivered_dose_by_reference(*, plan: Plan) -> dict[int, float | None]:
     return out
 
 
+def patient_name_q(search: str) -> Q | None:
+    """Patients whose name has every word typed ("Smith John", "smith, j", "SMITH^JOHN",
+    "muller" for MÜLLER): each word begins a word of the search column (rv.names)."""
+    tokens = search_tokens(search)
+    if not tokens:
+        return None
+    q = Q()
+    for token in tokens:
+        q &= Q(search_name__contains=f" {token}")
+    return q
+
+
 def patient_list(*, search: str = "") -> QuerySet[Patient]:
+    """Patients by name or ID (part of either), in name order."""
     qs = Patient.objects.all()
-    if search.strip():
-        from django.db.models import Q
-        qs = qs.filter(Q(patient_id__icontains=search.strip())
-                       | Q(patient_name__icontains=search.strip()))
+    text = search.strip()
+    if text:
+        by_name = patient_name_q(text)
+        by_id = Q(patient_id__icontains=text)
+        qs = qs.filter(by_id | by_name if by_name is not None else by_id)
     return qs.order_by("patient_name", "patient_id")
 
 

@@ -22,7 +22,7 @@ from rv.api.serializers import (
 from rv.models import Course, Patient, Plan
 from rv.prescription_selectors import plan_prescription_check
 from rv.roles import Action
-from rv.selectors import plan_detail
+from rv.selectors import patient_list, patient_name_q, plan_detail
 from rv.services import plans as plan_services
 
 
@@ -40,11 +40,21 @@ def _call(fn: Callable[[], Any]) -> Any:
 
 class PatientFilter(filters.FilterSet):
     patient_id = filters.CharFilter()
-    name = filters.CharFilter(field_name="patient_name", lookup_expr="icontains")
+    name = filters.CharFilter(method="by_name", help_text='words of the name, in any order '
+                              'and spelling: "smith, j", "Smith John", "muller" (MÜLLER)')
+    q = filters.CharFilter(method="by_search", help_text="name words or part of the ID, "
+                           "as the patients page searches")
 
     class Meta:
         model = Patient
-        fields = ["patient_id", "name"]
+        fields = ["patient_id", "name", "q"]
+
+    def by_name(self, queryset: Any, name: str, value: str) -> Any:
+        q = patient_name_q(value)
+        return queryset.filter(q) if q is not None else queryset
+
+    def by_search(self, queryset: Any, name: str, value: str) -> Any:
+        return queryset.filter(pk__in=patient_list(search=value).values("pk"))
 
 
 class PatientViewSet(viewsets.ReadOnlyModelViewSet):

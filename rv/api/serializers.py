@@ -20,14 +20,21 @@ from rv.models import (
     Plan,
     ToleranceTable,
 )
+from rv.names import display_name
 from rv.selectors import plan_fractions_delivered
 
 
 class PatientSerializer(serializers.ModelSerializer):
+    display_name = serializers.SerializerMethodField(
+        help_text='the name formatted for people ("SMITH, John A."), rv.names')
+
     class Meta:
         model = Patient
-        fields = ["id", "patient_id", "patient_name", "birth_date", "sex", "archive_patient",
-                  "created_at"]
+        fields = ["id", "patient_id", "patient_name", "display_name", "birth_date", "sex",
+                  "archive_patient", "created_at"]
+
+    def get_display_name(self, patient: Patient) -> str:
+        return display_name(patient.patient_name)
 
 
 class CourseSerializer(serializers.ModelSerializer):

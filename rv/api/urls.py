@@ -4,6 +4,7 @@ from rest_framework.routers import APIRootView, DefaultRouter
 
 from rv.api import (
     auth,
+    banner,
     history,
     plans,
     prescriptions,
@@ -26,7 +27,8 @@ class Router(DefaultRouter):
 
 
 router = Router()
-router.register("patients", plans.PatientViewSet, basename="patient")
+router.register("patients", banner.PatientViewSet, basename="patient")
+router.register("patient-alerts", banner.PatientAlertViewSet, basename="patient-alert")
 router.register("courses", plans.CourseViewSet, basename="course")
 router.register("plans", plans.PlanViewSet, basename="plan")
 router.register("setup-checks", setup.SetupCheckViewSet, basename="setup-check")

@@ -1,6 +1,7 @@
 """The clinical models of rv, one small module per subject (DESIGN.md: no god files)."""
 
 from rv.models.audit import AuditEvent
+from rv.models.banner import PatientAlert, PatientPhoto, SetupNote
 from rv.models.clearance import CouchReference, MachineGroup, SetupClearance
 from rv.models.device import DeviceRecord, RTImageLink
 from rv.models.hours import MachineHours
@@ -42,5 +43,5 @@ __all__ = [
     "MachineHours", "Patient", "Plan", "ToleranceTable", "TreatmentMachine",
     "Prescription", "PrescriptionPlan", "PrescriptionReference",
     "CouchReference", "MachineGroup", "SetupClearance", "Task", "Workitem",
-    "UpsEvent", "UpsSubscription",
+    "UpsEvent", "UpsSubscription", "PatientAlert", "PatientPhoto", "SetupNote",
 ]

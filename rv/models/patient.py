@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.db import models
 
 import archive.models
+from rv.names import display_name
 
 
 class Patient(models.Model):
@@ -13,6 +14,9 @@ class Patient(models.Model):
                                            related_name="rv_patient")
     patient_id = models.CharField(max_length=64, db_index=True, blank=True)
     patient_name = models.CharField(max_length=324, db_index=True, blank=True)
+    # rv.names.search_key(patient_name): folded words, each after a space (issue 15);
+    # written by the service that writes the name, read by rv.selectors.patient_list.
+    search_name = models.TextField(blank=True, default="", editable=False)
     birth_date = models.DateField(null=True, blank=True)
     sex = models.CharField(max_length=16, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -21,7 +25,7 @@ class Patient(models.Model):
         ordering = ["patient_name", "patient_id"]
 
     def __str__(self) -> str:
-        return f"{self.patient_name or '(no name)'} [{self.patient_id or 'no ID'}]"
+        return f"{display_name(self.patient_name) or '(no name)'} [{self.patient_id or 'no ID'}]"
 
 
 class Course(models.Model):

@@ -24,6 +24,7 @@ from rv.models import (
     ToleranceTable,
     TreatmentMachine,
 )
+from rv.names import search_key
 from rv.plan_parse import ParsedPlan, plan_parse
 from rv.services.audit import audit_record
 
@@ -33,6 +34,7 @@ def _patient(archive_patient: archive.models.Patient) -> Patient:
         archive_patient=archive_patient,
         defaults={"patient_id": archive_patient.patient_id,
                   "patient_name": archive_patient.patient_name,
+                  "search_name": search_key(archive_patient.patient_name),
                   "birth_date": archive_patient.birth_date, "sex": archive_patient.sex})
     # Lock before you count: courses and revisions are numbered under this lock.
     return Patient.objects.select_for_update().get(pk=patient.pk)

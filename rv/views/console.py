@@ -15,8 +15,9 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
+from rv.banner_selectors import patient_cells
 from rv.errors import DomainError
-from rv.models import Appointment, Plan, TreatmentMachine
+from rv.models import Appointment, Patient, Plan, TreatmentMachine
 from rv.roles import MESSAGES, RECORD, SCHEDULE, Action, can, may
 from rv.selectors import day_list
 from rv.services import schedule as schedule_services
@@ -61,6 +62,9 @@ def day(request: HttpRequest, machine: str) -> HttpResponse:
     m = get_object_or_404(TreatmentMachine, name=machine)
     when = day_param(request)
     rows = day_list(machine_id=m.pk, day=when)
+    cells = patient_cells(patients=[cast(Patient, row["patient"]) for row in rows], today=when)
+    for row in rows:  # photo, name, age, alerts of every row: two queries (issue 15)
+        row["cells"] = cells.get(cast(Patient, row["patient"]).pk)
     if m.tdw_delivery:  # each appointment's worklist step (TDW-II)
         ids = [cast(Appointment, row["appointment"]).pk for row in rows]
         steps = appointment_steps(appointment_ids=ids)

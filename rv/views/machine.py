@@ -12,6 +12,7 @@ from django.utils.http import urlencode
 from django.views.decorators.http import require_POST
 
 from archive.models import Instance
+from rv.banner_selectors import patient_banner
 from rv.errors import DomainError
 from rv.imaging import CannotRender, render_instance
 from rv.models import DeviceRecord, Plan, RTImageLink, Session
@@ -35,7 +36,8 @@ def _window(request: HttpRequest) -> tuple[float | None, float | None]:
 @requires(Action.CLINICAL_READ)
 def session_page(request: HttpRequest, pk: int) -> HttpResponse:
     session = get_object_or_404(
-        Session.objects.select_related("plan__patient", "machine", "recorded_by")
+        Session.objects.select_related("plan__patient", "plan__course", "machine",
+                                       "recorded_by")
         .select_related("clearance__checked_by", "reviewed_by")
         .prefetch_related("beams__beam", "channels__channel", "channels__setup",
                           "overrides__authorised_by", "doses__dose_reference"), pk=pk)
@@ -43,6 +45,7 @@ def session_page(request: HttpRequest, pk: int) -> HttpResponse:
         b.settings = [getattr(b, n) for n in SETTING_FIELDS]  # type: ignore[attr-defined]
     return render(request, "rv/session.html", {
         "session": session, "plan": session.plan,
+        "banner": patient_banner(patient=session.plan.patient, course=session.plan.course),
         "setting_words": [SETTING_WORDS[n] for n in SETTING_FIELDS],
         "may_review": can(request.user, Action.RECORD_REVIEW),
         "records": session.device_records.select_related("instance").order_by("created_at"),
@@ -80,7 +83,9 @@ def image_page(request: HttpRequest, pk: int) -> HttpResponse:
         sessions = Session.objects.filter(
             plan_id__in=[p.pk for p in image.plan.revision_chain()],  # type: ignore[union-attr]
             fraction_number=image.fraction_number)
+    patient = image.patient or (image.plan.patient if image.plan else None)
     return render(request, "rv/image.html", {
+        "banner": patient_banner(patient=patient) if patient else None,
         "image": image, "src": src, "problem": problem, "wc": wc, "ww": ww,
         "sessions": sessions, "may_review": can(request.user, Action.IMAGE_REVIEW)})
 

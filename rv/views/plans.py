@@ -13,6 +13,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
+from rv.banner_selectors import patient_banner
 from rv.errors import DomainError
 from rv.forms import (
     ApproveForm,
@@ -71,7 +72,8 @@ def patient_chart(request: HttpRequest, pk: int) -> HttpResponse:
         for plan in course.plans.all():
             plan.delivered = plan_fractions_delivered(plan=plan)  # type: ignore[attr-defined]
             plan.flags = plan_review_flags(plan=plan)  # type: ignore[attr-defined]
-    return render(request, "rv/chart.html", {"patient": patient, "courses": courses})
+    return render(request, "rv/chart.html", {"patient": patient, "courses": courses,
+                                            "banner": patient_banner(patient=patient)})
 
 
 def _beam_rows(plan: Plan) -> list[dict[str, Any]]:
@@ -102,6 +104,7 @@ def plan_page(request: HttpRequest, pk: int) -> HttpResponse:
         a.machine for a in plan.application_setups.all() if a.machine}
     chain = [p.pk for p in plan.revision_chain()]
     return render(request, "rv/plan.html", {
+        "banner": patient_banner(patient=plan.patient, course=plan.course),
         "plan": plan, "beams": _beam_rows(plan), "delivered": plan_fractions_delivered(plan=plan),
         "sessions": plan_sessions(plan=plan),
         "device_records": plan_device_records(plan=plan), "images": plan_rt_images(plan=plan),

@@ -13,6 +13,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
+from rv.banner_selectors import patient_banner
 from rv.errors import DomainError, HardStop, OverrideRefused, VerificationFailed
 from rv.models import (
     Appointment,
@@ -165,6 +166,7 @@ def check(request: HttpRequest, machine: str, pk: int) -> HttpResponse:
     _prefill(post, beams, channels, recording=False)
     return render(request, "rv/check.html", {
         "machine": m, "appointment": appointment, "plan": plan, "patient": plan.patient,
+        "banner": patient_banner(patient=plan.patient, course=plan.course),
         "beams": beams, "channels": channels, "number": num, "continuation": continuation,
         "violations": violations, "keys": keys, "hard": hard, "post": post,
         "needs_physician": any(x.get("override_action") for x in violations),
@@ -209,11 +211,21 @@ def record(request: HttpRequest, machine: str, pk: int) -> HttpResponse:
     _prefill(post, beams, channels, recording=True)
     return render(request, "rv/record.html", {
         "machine": m, "appointment": appointment, "plan": plan, "patient": plan.patient,
+        "banner": patient_banner(patient=plan.patient, course=plan.course),
+        "identity_done": _identity_done(clearance),
         "beams": beams, "channels": channels, "number": num, "continuation": continuation,
         "terminations": TerminationStatus.choices, "clearance": clearance, "post": post,
         "claimed": console_blocked_by(plan=plan, fraction_number=num),
         "other_day": appointment.date != timezone.localdate(),
         "may_record": may(request.user, RECORD)})
+
+
+def _identity_done(clearance: SetupClearance | None) -> str:
+    if clearance is None or not clearance.identity_confirmed:
+        return ""
+    who = clearance.checked_by.get_username() if clearance.checked_by else "the machine"
+    return (f"Identity confirmed at the set-up check by {who} at "
+            f"{timezone.localtime(clearance.checked_at):%H:%M}.")
 
 
 @requires(Action.CLINICAL_READ)

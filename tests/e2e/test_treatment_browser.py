@@ -50,7 +50,8 @@ def test_check_then_record_a_fraction_and_see_it_on_the_chart(page: Any,
     plan = _scheduled_today("E2E01", physicist, therapist)
     login(page, live_server.url, "tara", PASSWORD)
     _open_check_page(page, live_server.url, "E2E01")
-    assert page.get_by_text("Test^E2E01").is_visible()  # name, birth date, ID shown
+    banner = page.get_by_role("region", name="Patient")  # name, birth date, ID shown
+    assert banner.locator(".pb-name").inner_text() == "TEST, E2E01"
     page.get_by_label("I have confirmed the patient's identity").check()
     page.get_by_label("Beam 1 Arc1 gantry angle (°)").fill("181")
     page.get_by_role("button", name="Check set-up").click()

@@ -36,7 +36,8 @@ OPEN = {"login", "logout", "api-token", "api-schema", "api-docs", "api-root",
 # which sends it there.
 SUPERUSER_MAY = {"home", "rv-users", "node-list", "node-detail",
                  "commitment-list", "commitment-detail"}  # Storage Commitment: DICOM plumbing
-SAMPLE = {"pk": "1", "machine": "TrueBeam1", "action": "approve", "format": "json"}
+SAMPLE = {"pk": "1", "machine": "TrueBeam1", "action": "approve", "format": "json",
+          "photo_pk": "1"}
 
 
 def _leaves(patterns: list[Any], groups: tuple[str, ...] = ()) -> Iterator[tuple[str, tuple[

@@ -84,6 +84,9 @@ EXPECTED = {
     A.PHYSICIAN_REVIEW: {PHYSICIAN},            # issue 15: the physician's weekly review
     A.TASK_ASSIGN: {PHYSICIST, PHYSICIAN},      # issue 15: all tasks, assign, cancel
     A.PRESCRIBE: {PHYSICIAN},                   # issue 15: the physician's prescription
+    A.PATIENT_PHOTO: {THERAPIST, PHYSICIST, PHYSICIAN},  # issue 15: the patient in view
+    A.PATIENT_ALERT: {THERAPIST, PHYSICIST, PHYSICIAN},  # issue 15: clinicians set alerts
+    A.SETUP_NOTE: {THERAPIST, PHYSICIST},                # issue 15: set-up notes, accessories
 }
 # Checked at their doors (pages, API), not by a service function.
 DOOR_ONLY = {A.CLINICAL_READ, VIEW_HISTORY, VIEW_AUDIT, A.EXPORT_READ, A.NODE_READ,
@@ -240,6 +243,18 @@ def _attempt(action: Action, user: User) -> Callable[[], object]:
         return lambda: prescription_create(course=plan.course, user=user, data=PrescriptionInput(
             site="Pelvis", dose_per_fraction=2.0, fractions=5,
             references=(ReferencePointInput("PTV", primary=True),)))
+    if action in (A.PATIENT_PHOTO, A.PATIENT_ALERT, A.SETUP_NOTE):
+        from rv.services.banner import patient_alert_add, patient_photo_upload, setup_note_set
+        from tests.rv.test_banner import png_bytes
+
+        patient = receive_plan(fractions=5).patient
+        if action == A.PATIENT_PHOTO:
+            return lambda: patient_photo_upload(patient=patient, data=png_bytes(), user=user)
+        if action == A.PATIENT_ALERT:
+            return lambda: patient_alert_add(patient=patient, kind="DEVICE", text="pacemaker",
+                                             user=user)
+        return lambda: setup_note_set(patient=patient, notes="arms up", accessories=["mask"],
+                                      user=user)
     raise AssertionError(action)
 
 
