@@ -77,6 +77,7 @@ class Command(BaseCommand):
                 continue
             if outage.failures:
                 self.stdout.write(f"export worker {worker}: database back")
+                self.stdout.flush()  # a pipe buffers it otherwise: the log shows it now
                 outage.ok()
             for done in committing:
                 self.stdout.write(f"export #{done.pk} to {done.node.name}: {done.status}, "
