@@ -381,27 +381,45 @@ def day_list(*, machine_id: int, day: date) -> list[dict[str, object]]:
     return rows
 
 
-def plan_schedule(*, plan: Plan) -> list[Any]:
-    """The appointments of the plan's chain by day and time, each with its sessions and, for
-    a treatment, `break_days`: how far its day lies behind the planned pattern counted from
-    fraction 1 (delivered, or as scheduled)."""
+def plan_schedule(*, plan: Plan, sessions: list[Session] | None = None) -> list[Any]:
+    """The appointments of the plan's chain by day and time, each with its sessions
+    (`session_list`, in Session's order) and, for a treatment, `break_days`: how far its day
+    lies behind the planned pattern counted from fraction 1 (delivered, or as scheduled).
+    `sessions`: the sessions of the plan's chain (plan_sessions) when the caller has them;
+    used when the plan is its chain's newest revision (no second read)."""
+    from collections import defaultdict
+
     from django.db.models import F
     from django.utils import timezone
 
     from rv.models import Appointment
     from rv.schedule_rules import break_days, pattern_days
 
-    chain = [p.pk for p in plan_newest_revision(plan=plan).revision_chain()]
+    newest = plan_newest_revision(plan=plan)
+    chain = [p.pk for p in newest.revision_chain()]
     rows = list(Appointment.objects.filter(plan_id__in=chain).select_related("machine")
-                .prefetch_related("sessions")
                 .order_by("date", F("time").asc(nulls_last=True), "created_at", "id"))
-    first = (Session.objects.filter(plan_id__in=chain, fraction_number=1, continuation=False)
-             .values_list("treated_at", flat=True).first())
+    by_appointment: dict[int, list[Session]] = defaultdict(list)
+    if sessions is not None and newest.pk == plan.pk:  # the whole chain's sessions
+        ordered = sorted(sessions, key=lambda s: (s.plan_id, s.fraction_number, s.treated_at,
+                                                  s.pk))  # Session's order
+        for s in ordered:
+            if s.appointment_id is not None:
+                by_appointment[s.appointment_id].append(s)
+        first = next((s.treated_at for s in ordered
+                      if s.fraction_number == 1 and not s.continuation), None)
+    else:
+        for s in Session.objects.filter(appointment_id__in=[a.pk for a in rows]):
+            by_appointment[s.appointment_id or 0].append(s)
+        first = (Session.objects.filter(plan_id__in=chain, fraction_number=1,
+                                        continuation=False)
+                 .values_list("treated_at", flat=True).first())
     start = timezone.localdate(first) if first else next(
         (a.date for a in rows if a.is_treatment and a.fraction_number == 1
          and a.status in ("SCHEDULED", "PARTIAL", "DONE")), None)
     for a in rows:
-        done = [s.treated_at for s in a.sessions.all()]
+        a.session_list = by_appointment[a.pk]  # type: ignore[attr-defined]
+        done = [s.treated_at for s in a.session_list]  # type: ignore[attr-defined]
         on = timezone.localdate(min(done)) if done else a.date
         brk = 0
         if start and a.is_treatment and a.fraction_number and a.status not in (

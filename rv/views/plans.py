@@ -128,7 +128,7 @@ def plan_page(request: HttpRequest, pk: int) -> HttpResponse:
         "dose_chart": dose_chart_svg(dose_chart(plan=plan, contributions=contributions,
                                                 delivered=delivered_dose, doses=doses)),
         "delivered_dose": delivered_dose,
-        "appointments": plan_schedule(plan=plan),
+        "appointments": plan_schedule(plan=plan, sessions=sessions),
         "activities": Appointment.Activity.choices[1:],
         "all_machines": TreatmentMachine.objects.order_by("name"),
         "couch_refs": CouchReference.objects.filter(plan_id__in=chain).select_related(
