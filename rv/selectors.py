@@ -33,49 +33,6 @@ def plan_fractions_delivered(*, plan: Plan, sessions: Iterable[Session] | None =
             .values("fraction_number").distinct().count())
 
 
-def plans_fractions_delivered(*, plans: Iterable[Plan]) -> dict[int, int]:
-    """plan_fractions_delivered for many plans of one patient at once (the chart): {plan id:
-    fractions completed over its revision chain}, in one query. The chains are walked
-    over the given plans (a patient's plans hold each other's revisions); a revision not
-    among them is read as plan_fractions_delivered does."""
-    from collections import defaultdict
-
-    given = {p.pk: p for p in plans}
-    chains: dict[int, list[int]] = {}
-    for pk, plan in given.items():
-        chain = [pk]
-        while (prev := given[chain[-1]].previous_revision_id) is not None and prev in given:
-            chain.append(prev)
-        if prev is not None:  # an earlier revision elsewhere: walk it as the plan does
-            chain = [p.pk for p in plan.revision_chain()]
-        chains[pk] = chain
-    done: dict[int, set[int]] = defaultdict(set)
-    for plan_id, fraction in (Session.objects.filter(
-            plan_id__in={c for chain in chains.values() for c in chain},
-            fraction_complete=True).order_by().values_list("plan_id", "fraction_number")
-            .distinct()):
-        done[plan_id].add(fraction)
-    return {pk: len(set().union(*(done[c] for c in chain))) for pk, chain in chains.items()}
-
-
-def plans_review_flags(*, plan_ids: Iterable[int]) -> dict[int, int]:
-    """plan_review_flags for many plans at once (the chart): {plan id: machine records to
-    review + images pending}, in two queries."""
-    from django.db.models import Count, Q
-
-    ids = set(plan_ids)
-    out = dict.fromkeys(ids, 0)
-    for qs in (DeviceRecord.objects.filter(plan_id__in=ids, reviewed_at=None)
-               .filter(~Q(differences=[]) | ~Q(violations=[])),
-               RTImageLink.objects.filter(plan_id__in=ids,
-                                          review_status=RTImageLink.Review.PENDING)
-               .exclude(kind=RTImageLink.Kind.DRR)):
-        for plan_id, n in qs.order_by().values("plan_id").annotate(n=Count("id")).values_list(
-                "plan_id", "n"):
-            out[plan_id] += n
-    return out
-
-
 def plan_newest_revision(*, plan: Plan) -> Plan:
     """The newest revision of the plan's chain (whatever its status)."""
     while (newer := Plan.objects.filter(previous_revision=plan).order_by("revision").last()

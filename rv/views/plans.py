@@ -13,6 +13,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
+from rv.chart_selectors import plans_fractions_delivered, plans_review_flags
 from rv.errors import DomainError
 from rv.forms import (
     ApproveForm,
@@ -48,8 +49,6 @@ from rv.selectors import (
     plan_rt_images,
     plan_schedule,
     plan_sessions,
-    plans_fractions_delivered,
-    plans_review_flags,
 )
 from rv.services import plans as plan_services
 from rv.services import tolerance as tolerance_services
