@@ -84,10 +84,6 @@ class Task(models.Model):
             models.Index(fields=["assigned_to", "due_date"], condition=Q(status="OPEN"),
                          name="rv_task_open_user"),
             models.Index(fields=["status", "due_date"], name="rv_task_status_due"),
-            # The task pages' order (due date, then id) over the open tasks: a page of 100
-            # is read in order, not sorted.
-            models.Index(fields=["due_date", "id"], condition=Q(status="OPEN"),
-                         name="rv_task_open_due_id"),
         ]
 
     def __str__(self) -> str:
