@@ -6,12 +6,14 @@ from __future__ import annotations
 from django.http import HttpRequest
 from django.utils.functional import SimpleLazyObject
 
-from rv.roles import Action, allowed_actions
+from rv.roles import Action
+from rv.views.access import page_actions
 
 
 def permissions(request: HttpRequest) -> dict[str, dict[str, bool]]:
-    """`rv_may.<action>` for every rv.roles.Action, from the one matrix (rv.roles.can)."""
-    allowed = allowed_actions(getattr(request, "user", None))
+    """`rv_may.<action>` for every rv.roles.Action, from the one matrix (rv.roles.can), as
+    the page's door read it (rv.views.access.page_actions: once per request)."""
+    allowed = page_actions(request)
     return {"rv_may": {action.value: action in allowed for action in Action}}
 
 

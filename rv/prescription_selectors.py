@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Hashable, Mapping
+from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -64,6 +64,18 @@ def current_prescriptions(*, course: Course) -> QuerySet[Prescription]:
             .order_by("site"))
 
 
+def current_prescriptions_by_course(*, course_ids: Iterable[int]
+                                    ) -> dict[int, list[Prescription]]:
+    """current_prescriptions for many courses at once (the chart): {course id: its current
+    versions by site}, in two queries."""
+    out: dict[int, list[Prescription]] = {pk: [] for pk in course_ids}
+    for rx in (Prescription.objects.filter(course_id__in=list(out)).exclude(status=P.SUPERSEDED)
+               .select_related("signed_by", "created_by").prefetch_related("references")
+               .order_by("site")):
+        out[rx.course_id].append(rx)
+    return out
+
+
 def prescription_detail(*, pk: int) -> Prescription:
     return (Prescription.objects.select_related("course__patient", "signed_by", "created_by")
             .prefetch_related("references").get(pk=pk))
@@ -81,9 +93,16 @@ class Coverage:
     ambiguous: tuple[str, ...] = ()
 
 
-def _course_plans(course_id: int) -> dict[int, Plan]:
-    return {p.pk: p for p in Plan.objects.filter(course_id=course_id)
-            .prefetch_related("fraction_groups", "dose_references")}
+def _course_plans(course_id: int, known: Plan | None = None) -> dict[int, Plan]:
+    """The course's plans with their fraction groups and dose references; `known`: one of
+    them the caller holds already (not read again)."""
+    qs = Plan.objects.filter(course_id=course_id)
+    if known is not None:
+        qs = qs.exclude(pk=known.pk)
+    plans = {p.pk: p for p in qs.prefetch_related("fraction_groups", "dose_references")}
+    if known is not None and known.course_id == course_id:
+        plans[known.pk] = known
+    return plans
 
 
 def _chain_ids(plan_id: int, plans: Mapping[int, Plan]) -> list[int]:
@@ -121,15 +140,17 @@ def _coverage(plan_id: int, plans: Mapping[int, Plan], links: Mapping[int, Presc
     return Coverage(None, ambiguous=tuple(sorted(current)))
 
 
-def _course_state(course_id: int) -> tuple[dict[int, Plan], dict[int, PrescriptionPlan],
-                                            dict[str, Prescription]]:
+def _course_state(course_id: int, known: Plan | None = None
+                  ) -> tuple[dict[int, Plan], dict[int, PrescriptionPlan],
+                             dict[str, Prescription]]:
     """The course's plans, links and current prescriptions; a course with no prescription
-    (most, before issue 15) costs one query."""
+    (most, before issue 15) costs one query. `known`: see _course_plans."""
     current = {p.site: p for p in Prescription.objects.filter(course_id=course_id)
-               .exclude(status=P.SUPERSEDED).prefetch_related("references")}
+               .exclude(status=P.SUPERSEDED).select_related("signed_by")
+               .prefetch_related("references")}
     if not current:
         return {}, {}, current
-    plans = _course_plans(course_id)
+    plans = _course_plans(course_id, known)
     links = {x.plan_id: x for x in PrescriptionPlan.objects.filter(course_id=course_id)}
     return plans, links, current
 
@@ -267,10 +288,13 @@ def _fractions_counted(chain: list[Plan]) -> int:
     return 0
 
 
-def plan_prescription_check(*, plan: Plan) -> PrescriptionCheck | None:
+def plan_prescription_check(*, plan: Plan,
+                            contributions: Mapping[Hashable, Mapping[int, rvdose.Contribution]]
+                            | None = None) -> PrescriptionCheck | None:
     """The approval check of the plan against its prescription; None when its course has no
-    prescription (approval then stays as it was before prescriptions, docs/prescriptions.md)."""
-    plans, links, current = _course_state(plan.course_id)
+    prescription (approval then stays as it was before prescriptions, docs/prescriptions.md).
+    `contributions`: plan_contributions(plan=plan) when the caller has it already."""
+    plans, links, current = _course_state(plan.course_id, known=plan)
     plans.setdefault(plan.pk, plan)
     cov = _coverage(plan.pk, plans, links, current)
     if cov is None:
@@ -292,7 +316,8 @@ def plan_prescription_check(*, plan: Plan) -> PrescriptionCheck | None:
     chains = [[plans[i] for i in _chain_ids(h, plans)] for h in sorted(heads)]
     chains = [c for c in chains if (o := _coverage(c[0].pk, plans, links, current)) is not None
               and o.prescription is not None and o.prescription.pk == rx.pk]
-    contributions = plan_contributions(plan=plan)
+    if contributions is None:
+        contributions = plan_contributions(plan=plan)
     source = dose_source(plan=plan, point=primary, contributions=contributions)
     treatment = [b for b in plan.beams.all() if not b.is_setup]
     facts = rules.ApprovalFacts(

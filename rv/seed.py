@@ -1,5 +1,8 @@
 """A synthetic clinic for the history queries' scale (issue 7): patients, courses, plans,
-beams, sessions, beam deliveries, doses and overrides, deterministic from a seed.
+beams, sessions, beam deliveries, doses and overrides, deterministic from a seed; and the
+clinic's day (issue 15, rv.seed_day): the courses on treatment on the seed's day are part
+delivered, their remaining fractions booked from that day on, every course has its signed
+prescription, and the task lists hold each course's checks (the recent ones still open).
 
 Rows are written with explicit ids so children never wait for their parents' ids: on
 PostgreSQL by COPY (psycopg `cursor.copy`), elsewhere by `executemany` (tiny sizes only).
@@ -24,6 +27,7 @@ from pydicom.uid import ExplicitVRLittleEndian
 from pynetdicom.sop_class import RTPlanStorage  # type: ignore[attr-defined]
 
 import archive.models as am
+from rv import seed_day
 from rv.models import (
     Beam,
     BeamDelivery,
@@ -39,7 +43,7 @@ from rv.models import (
     TreatmentMachine,
 )
 from rv.names import search_key
-from rv.roles import PHYSICIST, THERAPIST
+from rv.roles import PHYSICIAN, PHYSICIST, THERAPIST
 
 # The full-size clinic of issue 7; --scale multiplies it.
 FULL = {"patients": 20_000, "courses": 40_000, "sessions": 800_000, "deliveries": 3_000_000}
@@ -127,10 +131,8 @@ class _Table:
             else:
                 marks = ", ".join(["%s"] * len(self.columns))
                 batch: list[tuple[Any, ...]] = []
-                adapt = connection.ops.adapt_datetimefield_value  # as the ORM stores them
                 for row in rows:
-                    batch.append(tuple(adapt(v) if isinstance(v, datetime) else v
-                                       for v in row + self.const))
+                    batch.append(tuple(_adapt(v) for v in row + self.const))
                     if len(batch) == 5_000:
                         cursor.executemany(f"{insert}({marks})", batch)
                         count += len(batch)
@@ -143,6 +145,15 @@ class _Table:
                 return count
         progress(count % 10_000)
         return count
+
+
+def _adapt(value: Any) -> Any:
+    """A datetime or time as the ORM stores it (SQLite: text)."""
+    if isinstance(value, datetime):
+        return connection.ops.adapt_datetimefield_value(value)
+    if isinstance(value, time):
+        return connection.ops.adapt_timefield_value(value)
+    return value
 
 
 def _reset_sequences(tables: Iterable[type[models.Model]]) -> None:
@@ -169,7 +180,9 @@ def _people(seed: int, prefix: str, role: str, n: int, pw: str) -> list[int]:
 
 def seed_clinic(*, size: Size, seed: int, progress: Callable[[str, int], None],
                 today: date | None = None) -> dict[str, int]:
-    """Write the synthetic clinic; returns rows written per table."""
+    """Write the synthetic clinic; returns rows written per table. `today`: the clinic's day
+    (default 1 November 2026): sessions end before it, appointments begin on it (or on the
+    first weekday after it)."""
     if connection.vendor != "postgresql" and size.sessions > SQLITE_MAX_SESSIONS:
         raise ValueError(f"{size.sessions} sessions: the full size needs PostgreSQL "
                          f"(this database is {connection.vendor}; at most "
@@ -181,6 +194,7 @@ def seed_clinic(*, size: Size, seed: int, progress: Callable[[str, int], None],
     with transaction.atomic():
         therapists = _people(seed, "seed_rtt", THERAPIST, max(4, size.machines * 3), pw)
         physicists = _people(seed, "seed_phys", PHYSICIST, max(2, size.machines // 2), pw)
+        physicians = _people(seed, "seed_md", PHYSICIAN, max(2, size.machines // 2), pw)
         have = TreatmentMachine.objects.filter(name__startswith="SEED_LINAC").count()
         TreatmentMachine.objects.bulk_create(
             [TreatmentMachine(name=f"SEED_LINAC{i:02d}", manufacturer="Synthetic",
@@ -239,11 +253,13 @@ def seed_clinic(*, size: Size, seed: int, progress: Callable[[str, int], None],
                          rng.choice("FM")))
         for nth in range(n_courses):
             courses.append({"patient": pid, "code": f"C{nth + 1}",
+                            "nominal": day0 + timedelta(days=120 * nth),
                             "start": min(day0 + timedelta(days=120 * nth),
                                          end - timedelta(days=60)),
                             "machine": rng.choice(machines),
                             "fractions": max(1, round(rng.gauss(size.fractions_per_course, 6))),
                             "beams": rng.choices(*BEAMS_PER_PLAN)[0]})
+    day = seed_day.on_treatment(courses, machines=size.machines, end=end, seed=seed)
     n = len(courses)
     ids: dict[type[models.Model], int] = {
         m: t[m].take_ids(n) for m in (Course, am.Study, am.Series, am.Instance, Plan,
@@ -257,30 +273,35 @@ def seed_clinic(*, size: Size, seed: int, progress: Callable[[str, int], None],
         name = model._meta.label
         counts[name] = t[model].write(rows, lambda k: progress(name, k))
 
+    def write_new(table: _Table, rows: Iterable[tuple[Any, ...]]) -> None:
+        name = table.model._meta.label
+        counts[name] = table.write(rows, lambda k: progress(name, k))
+
     write(am.Patient, ((a, pnum, nm, b, s, stamp(start, 8)) for a, _, pnum, nm, b, s
                        in patients))
     write(Patient, ((p, a, pnum, nm, search_key(nm), b, s, stamp(start, 8))
                     for a, p, pnum, nm, b, s in patients))
     write(Course, ((ids[Course] + k, c["patient"], c["code"],
-                    "COMPLETED" if c["start"] < end - timedelta(days=60) else "ACTIVE",
-                    "COMPLETED" if c["start"] < end - timedelta(days=60) else "ON_TREATMENT",
-                    stamp(c["start"], 7)) for k, c in enumerate(courses)))
+                    "ACTIVE" if c["current"] else "COMPLETED",
+                    ("ON_TREATMENT" if c["done"] else "NOT_STARTED") if c["current"]
+                    else "COMPLETED", stamp(c["made"], 7)) for k, c in enumerate(courses)))
     apat = {p: a for a, p, *_ in patients}
     def uid(kind: int, model: type[models.Model], k: int) -> str:
         return f"{UID_ROOT}.{kind}.{ids[model] + k}"
 
     write(am.Study, ((ids[am.Study] + k, apat[c["patient"]], uid(1, am.Study, k),
-                      c["start"], "Synthetic planning", stamp(c["start"], 7))
+                      c["made"], "Synthetic planning", stamp(c["made"], 7))
                      for k, c in enumerate(courses)))
     write(am.Series, ((ids[am.Series] + k, ids[am.Study] + k, uid(2, am.Series, k),
-                       "RTPLAN", stamp(c["start"], 7)) for k, c in enumerate(courses)))
+                       "RTPLAN", stamp(c["made"], 7)) for k, c in enumerate(courses)))
     write(am.Instance, ((ids[am.Instance] + k, ids[am.Series] + k, uid(3, am.Instance, k),
                          RTPlanStorage, ExplicitVRLittleEndian, "", 0, "", "synthetic",
-                         stamp(c["start"], 7)) for k, c in enumerate(courses)))
+                         stamp(c["made"], 7)) for k, c in enumerate(courses)))
     write(Plan, ((ids[Plan] + k, c["patient"], ids[Course] + k, ids[am.Instance] + k,
                   uid(3, am.Instance, k), RTPlanStorage, "EXTERNAL", f"P{c['code']}",
-                  "Synthetic plan", "COMPLETED", physicists[k % len(physicists)],
-                  stamp(c["start"], 7.5), True, c["start"], stamp(c["start"], 7))
+                  "Synthetic plan", "APPROVED" if c["current"] else "COMPLETED",
+                  physicists[k % len(physicists)], stamp(c["made"], 7.5), c["done"] > 0,
+                  c["made"], stamp(c["made"], 7))
                  for k, c in enumerate(courses)))
     write(FractionGroup, ((ids[FractionGroup] + k, ids[Plan] + k, 1, c["fractions"], c["beams"])
                           for k, c in enumerate(courses)))
@@ -298,14 +319,15 @@ def seed_clinic(*, size: Size, seed: int, progress: Callable[[str, int], None],
     write(DoseReference, ((ids[DoseReference] + k, ids[Plan] + k, 1, "PTV", "TARGET",
                            2.0 * c["fractions"]) for k, c in enumerate(courses)))
 
-    sessions = t[Session].take_ids(sum(c["fractions"] for c in courses))
+    sessions = t[Session].take_ids(sum(c["done"] for c in courses))
     s = sessions
     for c in courses:
-        c["session0"], s = s, s + c["fractions"]
+        c["session0"], s = s, s + c["done"]
 
     def days(c: dict[str, Any]) -> Iterator[tuple[int, date]]:
+        """The delivered fractions' days (a course on treatment: those before today)."""
         d = c["start"]
-        for fx in range(1, c["fractions"] + 1):
+        for fx in range(1, c["done"] + 1):
             while d.weekday() >= 5:
                 d += timedelta(days=1)
             yield fx, d
@@ -315,7 +337,7 @@ def seed_clinic(*, size: Size, seed: int, progress: Callable[[str, int], None],
     srng = random.Random(seed + 1)
     status: dict[int, str] = {}
     for c in courses:
-        for fx in range(c["fractions"]):
+        for fx in range(c["done"]):
             if srng.random() < 0.01:
                 status[c["session0"] + fx] = "VERIFIED_OVR"
     slot = random.Random(seed + 2)
@@ -324,14 +346,14 @@ def seed_clinic(*, size: Size, seed: int, progress: Callable[[str, int], None],
                      therapists[(c["machine"] + fx) % len(therapists)], True,
                      status.get(c["session0"] + fx - 1, "VERIFIED"), stamp(d, 20))
                     for k, c in enumerate(courses) for fx, d in days(c)))
-    deliveries = t[BeamDelivery].take_ids(sum(c["fractions"] * c["beams"] for c in courses))
+    deliveries = t[BeamDelivery].take_ids(sum(c["done"] * c["beams"] for c in courses))
     drng = random.Random(seed + 3)
 
     def delivery_rows() -> Iterator[tuple[Any, ...]]:
         bd = deliveries
         for c in courses:
             dose = 2.0 / c["beams"]
-            for fx in range(c["fractions"]):
+            for fx in range(c["done"]):
                 sid = c["session0"] + fx
                 ovr = status.get(sid)
                 for j in range(c["beams"]):
@@ -344,16 +366,21 @@ def seed_clinic(*, size: Size, seed: int, progress: Callable[[str, int], None],
     write(BeamDelivery, delivery_rows())
     write(SessionDose, ((t[SessionDose].take_ids(1), c["session0"] + fx, ids[DoseReference] + k,
                          2.0, 2.0 * (fx + 1)) for k, c in enumerate(courses)
-                        for fx in range(c["fractions"])))
+                        for fx in range(c["done"])))
     first_delivery = {c["session0"] + fx: deliveries + sum_before + fx * c["beams"]
                       for c, sum_before in _running_deliveries(courses)
-                      for fx in range(c["fractions"]) if c["session0"] + fx in status}
+                      for fx in range(c["done"]) if c["session0"] + fx in status}
     write(Override, ((t[Override].take_ids(1), sid, first_delivery[sid],
                       physicists[sid % len(physicists)], "Couch shift after re-imaging",
                       "tolerance", "table_top_vertical", "0", "6", "5",
                       "table top vertical position (mm) 6 outside 5", stamp(start, 12))
                      for sid in sorted(status)))
-    _reset_sequences(t)
+    day_tables = seed_day.write_day(
+        courses, ids={"plan": ids[Plan], "course": ids[Course],
+                      "dose_reference": ids[DoseReference]},
+        day=day, machines=machines, seed=seed, status=status, write=write_new,
+        staff={"therapists": therapists, "physicists": physicists, "physicians": physicians})
+    _reset_sequences([*t, *day_tables])
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute("ANALYZE")
@@ -365,4 +392,4 @@ def _running_deliveries(courses: list[dict[str, Any]]) -> Iterator[tuple[dict[st
     before = 0
     for c in courses:
         yield c, before
-        before += c["fractions"] * c["beams"]
+        before += c["done"] * c["beams"]

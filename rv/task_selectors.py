@@ -1,6 +1,7 @@
 """Reads of the task lists (issue 15): a user's own and their roles' open tasks, the counts
 the menu shows, every open task for the physicist's overview. Each is one query (plus the
-page's own), whatever the number of tasks: subjects come joined, never one by one."""
+page's own, and one for each kind of subject a page's rows have beyond patient and plan),
+whatever the number of tasks: subjects come joined or in one query, never one by one."""
 
 from __future__ import annotations
 
@@ -16,6 +17,15 @@ User = AbstractBaseUser | AnonymousUser
 OPEN = Task.Status.OPEN
 SUBJECTS = ("patient", "course", "plan", "session", "image", "device_record",
             "workitem__machine", "assigned_to", "completed_by")
+# The pages' share of them: joined, what every row shows; the others read in one query each
+# for the whole page, and only when a row has one (an image, a worklist step, a sign-off).
+# Eleven joins cost PostgreSQL about 20 ms to plan a query (docs/bench-history.md).
+PAGE_JOINED = ("patient", "plan", "assigned_to")
+PAGE_PREFETCHED = ("image", "workitem__machine", "completed_by")
+
+
+def _for_page(qs: QuerySet[Task]) -> QuerySet[Task]:
+    return qs.select_related(*PAGE_JOINED).prefetch_related(*PAGE_PREFETCHED)
 
 
 def mine(user: User) -> Q:
@@ -28,9 +38,9 @@ def mine(user: User) -> Q:
 
 
 def my_open_tasks(*, user: User) -> QuerySet[Task]:
-    """The user's open tasks, overdue first (the earliest due date first), subjects joined."""
-    return (Task.objects.filter(mine(user), status=OPEN).select_related(*SUBJECTS)
-            .order_by("due_date", "id"))
+    """The user's open tasks, overdue first (the earliest due date first), with what the
+    page shows of their subjects."""
+    return _for_page(Task.objects.filter(mine(user), status=OPEN)).order_by("due_date", "id")
 
 
 def task_counts(*, user: User, today: date) -> dict[str, int]:
@@ -44,8 +54,9 @@ def tasks_filtered(*, today: date, kind: str = "", status: str = "", assignee: s
                    overdue: bool | None = None, user: User | None = None,
                    patient: int | None = None) -> QuerySet[Task]:
     """Tasks for the overview and the API. `assignee`: a user name, or "role:<role>" (the
-    role's tasks given to nobody in particular); `user`: only those `mine(user)`."""
-    qs: QuerySet[Task] = Task.objects.select_related(*SUBJECTS)
+    role's tasks given to nobody in particular); `user`: only those `mine(user)`. With what
+    the pages show of their subjects (the API joins its own)."""
+    qs: QuerySet[Task] = _for_page(Task.objects.all())
     if kind:
         qs = qs.filter(kind=kind)
     if status:

@@ -8,7 +8,7 @@ from typing import Any
 
 from django.db.models import F
 from django_filters import rest_framework as filters
-from drf_spectacular.utils import extend_schema, inline_serializer
+from drf_spectacular.utils import extend_schema, extend_schema_field, inline_serializer
 from rest_framework import exceptions, mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
@@ -101,8 +101,16 @@ class SessionSerializer(serializers.ModelSerializer):
                   "reviewed_at", "review_comment", "beams", "channels", "overrides", "doses"]
 
 
+@extend_schema_field({"type": "string", "pattern": r"^\d{2}:\d{2}(:\d{2}(\.\d+)?)?$",
+                      "example": "08:30:00"})
+class ClockTimeField(serializers.TimeField):
+    """A time of day on the clinic's clock, "HH:MM:SS": no UTC offset, so not what JSON
+    Schema's "time" format (RFC 3339 full-time, with an offset) describes."""
+
+
 class AppointmentSerializer(serializers.ModelSerializer):
     machine = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    time = ClockTimeField(allow_null=True, required=False)
     patient = serializers.IntegerField(source="plan.patient_id", read_only=True)
     fractions_planned = serializers.IntegerField(source="plan.fractions_planned",
                                                  read_only=True)

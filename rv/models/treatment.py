@@ -152,6 +152,8 @@ class Session(models.Model):
             models.Index(fields=["treated_at", "id"], name="rv_session_treated_id"),
             models.Index(fields=["machine", "treated_at", "id"],
                          name="rv_session_machine_treated"),
+            # A plan's latest session (the revision to treat: the day list, the console).
+            models.Index(fields=["plan", "treated_at", "id"], name="rv_session_plan_treated"),
         ]
         constraints = [
             # Second line behind the plan row lock: one first session per fraction.

@@ -18,10 +18,10 @@ from django.views.decorators.http import require_POST
 from rv.banner_selectors import patient_cells
 from rv.errors import DomainError
 from rv.models import Appointment, Patient, Plan, TreatmentMachine
-from rv.roles import MESSAGES, RECORD, SCHEDULE, Action, can, may
+from rv.roles import MESSAGES, RECORD, SCHEDULE, Action, can
 from rv.selectors import day_list
 from rv.services import schedule as schedule_services
-from rv.views.access import requires
+from rv.views.access import page_actions, requires
 from rv.views.schedule import back, parse_minutes, parse_time
 from rv.worklist_selectors import appointment_steps
 
@@ -70,9 +70,10 @@ def day(request: HttpRequest, machine: str) -> HttpResponse:
         steps = appointment_steps(appointment_ids=ids)
         for row, pk in zip(rows, ids, strict=True):
             row["step"] = steps.get(pk)
+    allowed = page_actions(request)
     return render(request, "rv/day_list.html", {
         "machine": m, "day": when, "rows": rows, "here": request.get_full_path(),
-        "may_record": may(request.user, RECORD), "may_schedule": may(request.user, SCHEDULE)})
+        "may_record": RECORD in allowed, "may_schedule": SCHEDULE in allowed})
 
 
 @requires(Action.CLINICAL_READ)

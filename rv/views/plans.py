@@ -14,6 +14,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from rv.banner_selectors import patient_banner
+from rv.chart_selectors import plans_fractions_delivered, plans_review_flags
 from rv.errors import DomainError
 from rv.forms import (
     ApproveForm,
@@ -21,6 +22,7 @@ from rv.forms import (
     MoveForm,
     ReasonForm,
     ToleranceTableForm,
+    assignable_tables,
 )
 from rv.models import (
     Appointment,
@@ -33,17 +35,18 @@ from rv.models import (
     TreatmentMachine,
 )
 from rv.models.machine import TOLERANCE_FIELDS
-from rv.prescription_selectors import current_prescriptions, plan_prescription_check
+from rv.prescription_selectors import current_prescriptions_by_course, plan_prescription_check
 from rv.roles import Action, can
 from rv.selectors import (
+    chain_doses,
     course_list_for_patient,
     delivered_dose_by_reference,
+    detail_contributions,
     dose_chart,
     patient_list,
     plan_detail,
     plan_device_records,
     plan_fractions_delivered,
-    plan_review_flags,
     plan_rt_images,
     plan_schedule,
     plan_sessions,
@@ -51,7 +54,7 @@ from rv.selectors import (
 from rv.services import plans as plan_services
 from rv.services import tolerance as tolerance_services
 from rv.services.course_status import course_treatment_status_set
-from rv.views.access import requires
+from rv.views.access import page_actions, requires
 from rv.views.charts import dose_chart_svg
 
 
@@ -66,12 +69,16 @@ def patients(request: HttpRequest) -> HttpResponse:
 def patient_chart(request: HttpRequest, pk: int) -> HttpResponse:
     patient = get_object_or_404(Patient.objects.select_related("archive_patient"), pk=pk)
     courses = list(course_list_for_patient(patient=patient))
+    plans = [plan for course in courses for plan in course.plans.all()]
+    # A fixed number of queries whatever the number of courses and plans.
+    prescriptions = current_prescriptions_by_course(course_ids=[c.pk for c in courses])
+    delivered = plans_fractions_delivered(plans=plans)
+    flags = plans_review_flags(plan_ids=[p.pk for p in plans])
     for course in courses:
-        course.current_prescriptions = list(  # type: ignore[attr-defined]
-            current_prescriptions(course=course))
+        course.current_prescriptions = prescriptions[course.pk]  # type: ignore[attr-defined]
         for plan in course.plans.all():
-            plan.delivered = plan_fractions_delivered(plan=plan)  # type: ignore[attr-defined]
-            plan.flags = plan_review_flags(plan=plan)  # type: ignore[attr-defined]
+            plan.delivered = delivered[plan.pk]  # type: ignore[attr-defined]
+            plan.flags = flags[plan.pk]  # type: ignore[attr-defined]
     return render(request, "rv/chart.html", {"patient": patient, "courses": courses,
                                             "banner": patient_banner(patient=patient)})
 
@@ -82,15 +89,19 @@ def _beam_rows(plan: Plan) -> list[dict[str, Any]]:
         for ref in fg.beam_refs.all():
             if ref.meterset is not None:
                 meterset.setdefault(ref.beam_id, []).append(ref.meterset)
+    beams = list(plan.beams.all())
+    assignable = [b for b in beams if b.tolerance_table is None
+                  or b.tolerance_table.source == ToleranceTable.Source.USER]
+    tables = assignable_tables({b.machine_id for b in assignable}) if assignable else {}
     rows = []
-    for beam in plan.beams.all():
+    for beam in beams:
         rows.append({"beam": beam, "mu": meterset.get(beam.pk, []),
                      "gantry": beam.first("gantry"),
                      "gantry_end": beam.last("gantry") if beam.beam_type == "DYNAMIC" else None,
                      "collimator": beam.first("collimator"), "couch": beam.first("couch"),
-                     "assign": AssignToleranceForm(machine_id=beam.machine_id)
-                     if beam.tolerance_table is None or
-                     beam.tolerance_table.source == ToleranceTable.Source.USER else None})
+                     "assign": AssignToleranceForm(machine_id=beam.machine_id,
+                                                   tables=tables[beam.machine_id])
+                     if beam in assignable else None})
     return rows
 
 
@@ -103,36 +114,45 @@ def plan_page(request: HttpRequest, pk: int) -> HttpResponse:
     machines = {b.machine for b in plan.beams.all() if b.machine} | {
         a.machine for a in plan.application_setups.all() if a.machine}
     chain = [p.pk for p in plan.revision_chain()]
+    allowed = page_actions(request)
+    # Read once, given to each selector that needs them (not read again by each).
+    contributions = detail_contributions(plan=plan)
+    sessions = plan_sessions(plan=plan)
+    doses = chain_doses(plan=plan)
+    delivered_dose = delivered_dose_by_reference(plan=plan, contributions=contributions,
+                                                 sessions=sessions, doses=doses)
     return render(request, "rv/plan.html", {
         "banner": patient_banner(patient=plan.patient, course=plan.course),
-        "plan": plan, "beams": _beam_rows(plan), "delivered": plan_fractions_delivered(plan=plan),
-        "sessions": plan_sessions(plan=plan),
+        "plan": plan, "beams": _beam_rows(plan),
+        "delivered": plan_fractions_delivered(plan=plan, sessions=sessions),
+        "sessions": sessions,
         "device_records": plan_device_records(plan=plan), "images": plan_rt_images(plan=plan),
-        "dose_chart": dose_chart_svg(dose_chart(plan=plan)),
-        "delivered_dose": delivered_dose_by_reference(plan=plan),
-        "appointments": plan_schedule(plan=plan),
+        "dose_chart": dose_chart_svg(dose_chart(plan=plan, contributions=contributions,
+                                                delivered=delivered_dose, doses=doses)),
+        "delivered_dose": delivered_dose,
+        "appointments": plan_schedule(plan=plan, sessions=sessions),
         "activities": Appointment.Activity.choices[1:],
         "all_machines": TreatmentMachine.objects.order_by("name"),
         "couch_refs": CouchReference.objects.filter(plan_id__in=chain).select_related(
             "captured_by", "confirmed_by").order_by("beam_number"),
-        "may_confirm_couch": can(request.user, Action.COUCH_CONFIRM),
+        "may_confirm_couch": Action.COUCH_CONFIRM in allowed,
         "machines": sorted(machines, key=lambda m: m.name),
-        "may_schedule": can(request.user, Action.SCHEDULE),
-        "may_course_status": can(request.user, Action.COURSE_STATUS),
+        "may_schedule": Action.SCHEDULE in allowed,
+        "may_course_status": Action.COURSE_STATUS in allowed,
         "course_statuses": [s for s in Course.TreatmentStatus.values
                             if s not in ("NOT_STARTED", "COMPLETED")],
         "today": timezone.localdate(),
         "weekdays": list(enumerate(("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"))),
         "approve_form": ApproveForm(), "reason_form": ReasonForm(),
         "move_form": MoveForm(patient_id=plan.patient_id),
-        "may_approve": can(request.user, Action.PLAN_APPROVE),
-        "may_hold": can(request.user, Action.PLAN_HOLD),
-        "may_retire": can(request.user, Action.PLAN_RETIRE),
-        "may_complete": can(request.user, Action.PLAN_COMPLETE),
-        "may_move": can(request.user, Action.PLAN_MOVE),
-        "may_edit_tolerance": can(request.user, Action.TOLERANCE_EDIT),
+        "may_approve": Action.PLAN_APPROVE in allowed,
+        "may_hold": Action.PLAN_HOLD in allowed,
+        "may_retire": Action.PLAN_RETIRE in allowed,
+        "may_complete": Action.PLAN_COMPLETE in allowed,
+        "may_move": Action.PLAN_MOVE in allowed,
+        "may_edit_tolerance": Action.TOLERANCE_EDIT in allowed,
         "chain": plan.revision_chain()[1:],
-        "rx_check": plan_prescription_check(plan=plan),
+        "rx_check": plan_prescription_check(plan=plan, contributions=contributions),
     })
 
 

@@ -12,21 +12,22 @@ from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
+from django.utils.html import format_html_join
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from rv.errors import DomainError
 from rv.models import Task
-from rv.roles import CLINICAL_ROLES, Action, allowed_actions
+from rv.roles import CLINICAL_ROLES, Action
 from rv.services.tasks import RULES, task_assign, task_cancel, task_complete
 from rv.task_selectors import my_open_tasks, subject_link, tasks_filtered
-from rv.views.access import requires
+from rv.views.access import page_actions, requires
 
 PAGE = 100
 
 
 def _rows(tasks: Any, request: HttpRequest) -> list[dict[str, Any]]:
-    allowed = allowed_actions(request.user)
+    allowed = page_actions(request)
     today = timezone.localdate()
     rows = []
     for task in tasks:
@@ -67,12 +68,19 @@ def overview(request: HttpRequest) -> HttpResponse:
     tasks = tasks_filtered(today=today, kind=kind, status=status, assignee=assignee,
                            overdue=overdue)
     page = Paginator(tasks, PAGE).get_page(request.GET.get("page"))
+    assignees = _assignees()
     query = request.GET.copy()
     query.pop("page", None)
     return render(request, "rv/tasks_overview.html", {
         "rows": _rows(page.object_list, request), "page": page, "today": today,
         "kinds": Task.Kind.choices, "statuses": Task.Status.choices,
-        "assignees": _assignees(), "chosen": request.GET, "query": query.urlencode()})
+        "assignees": assignees, "assignee_options": _options(assignees), "chosen": request.GET,
+        "query": query.urlencode()})
+
+
+def _options(choices: list[tuple[str, str]]) -> str:
+    """The assign select's options, made once for the page rather than once a row."""
+    return format_html_join("", '<option value="{}">{}</option>', choices)
 
 
 def _back(request: HttpRequest) -> HttpResponseRedirect:

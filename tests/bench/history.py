@@ -106,7 +106,9 @@ def setup() -> tuple[str, dict[str, Any]]:
                     "ON m.id = s.machine_id ORDER BY s.id OFFSET (SELECT count(*) / 2 "
                     "FROM rv_session) LIMIT 1")
         machine, when = cur.fetchone()
-        year = when.year - 1
+        # The year before that day, or the nearest whole year of data (the first and last
+        # are partial).
+        year = min(max(when.year - 1, first.year + 1), last.year - 1)
         # The deep page: 100,000 rows into a year's range (page 2,001 of 50).
         cur.execute(SELECT + " WHERE s.treated_at >= %s AND s.treated_at < %s" + ORDER
                     + " OFFSET 100000 LIMIT 1",

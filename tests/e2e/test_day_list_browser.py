@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from datetime import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,6 +21,7 @@ from tests.rv.treat import BeamInput, session_record
 
 pytestmark = pytest.mark.django_db(transaction=True)
 PASSWORD = "a-long-test-password"
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _user(name: str, role: str) -> User:
@@ -54,6 +56,9 @@ def test_a_therapist_works_the_day_list_in_time_order(page: Any, live_server: An
     assert ["DL01" in texts[0], "DL01" in texts[1], "DL02" in texts[2], "DL03" in texts[3]] \
         == [True] * 4
     assert "New start" in texts[0] and "Imaging today" in texts[0] and "imaging" in texts[1]
+    # The README's picture of the day list (docs/screenshots/day-list.png).
+    (REPO / "docs/screenshots").mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=REPO / "docs/screenshots/day-list.png", full_page=True)
     # the second patient of the morning: check, record, back to the list
     row = rows.filter(has_text="DL02")
     row.get_by_role("link", name="Check set-up for fraction 1").click()

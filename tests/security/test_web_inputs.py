@@ -48,8 +48,10 @@ def test_non_object_json_bodies_are_400(clinic, api: Client, body: str) -> None:
 
 
 def test_nul_in_a_reason_is_400_and_changes_nothing(clinic, api: Client) -> None:  # type: ignore[no-untyped-def]
-    Plan.objects.filter(pk=Plan.objects.first().pk).update(status=Plan.Status.APPROVED)
-    plan = Plan.objects.get(status=Plan.Status.APPROVED)  # one that could be put on hold
+    first = Plan.objects.first()
+    assert first is not None
+    Plan.objects.filter(pk=first.pk).update(status=Plan.Status.APPROVED)
+    plan = Plan.objects.get(pk=first.pk)  # one that could be put on hold
     plans = AuditEvent.objects.exclude(action__startswith="auth.")
     before, events = plan.status, plans.count()
     got = api.post(f"/api/v1/plans/{plan.pk}/hold/", '{"reason": "a\\u0000b"}',

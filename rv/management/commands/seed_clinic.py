@@ -1,13 +1,16 @@
-"""manage.py seed_clinic: a synthetic clinic for the history benchmark (rv.seed).
+"""manage.py seed_clinic: a synthetic clinic for the history and clinic-page benchmarks
+(rv.seed, rv.seed_day).
 
     manage.py seed_clinic                      # 20,000 patients, ~800k sessions, ~3M beams
     manage.py seed_clinic --scale 0.1          # a tenth of it
     manage.py seed_clinic --patients 20 --seed 7   # a handful (also on SQLite)
+    manage.py seed_clinic --today 2026-12-01   # the clinic's day: appointments from then on
 """
 
 from __future__ import annotations
 
 import time
+from datetime import date
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -27,6 +30,10 @@ class Command(BaseCommand):
         parser.add_argument("--years", type=int, default=10)
         parser.add_argument("--machines", type=int, default=20)
         parser.add_argument("--seed", type=int, default=1, help="same seed, same clinic")
+        parser.add_argument("--today", type=date.fromisoformat, default=None,
+                            help="the clinic's day, YYYY-MM-DD (default 2026-11-01): sessions "
+                                 "before it, appointments from it on (same seed and day, "
+                                 "same clinic)")
 
     def handle(self, *args: Any, **opts: Any) -> None:
         size = Size.of(patients=opts["patients"], scale=opts["scale"],
@@ -44,7 +51,8 @@ class Command(BaseCommand):
 
         began = time.monotonic()
         try:
-            counts = seed_clinic(size=size, seed=opts["seed"], progress=progress)
+            counts = seed_clinic(size=size, seed=opts["seed"], progress=progress,
+                                 today=opts["today"])
         except ValueError as exc:
             raise CommandError(str(exc)) from exc
         finally:
