@@ -190,8 +190,9 @@ def export_process(*, worker: str,
     while True:
         try:
             export_record(job=job, worker=worker, outcome=outcome)
-            job.refresh_from_db()
-            return job
+            # With its node: the caller's log line must not query a database that may have
+            # gone away meanwhile (it did, between this and the line, in the outage test).
+            return ExportJob.objects.select_related("node").get(pk=job.pk)
         except (OperationalError, InterfaceError) as exc:
             if wait is None:
                 raise

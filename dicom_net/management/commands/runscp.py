@@ -68,7 +68,6 @@ class Command(BaseCommand):
             f"unknown AEs {'accepted' if settings.RV_ACCEPT_UNKNOWN_AE else 'rejected'}")
         self.stdout.flush()
         _announced.clear()
-        _announce(RESTARTED)  # PS3.4 CC.2.4.3: SCP Status Change to the subscribers
         try:
             if processes == 1:
                 self._serve(options)
@@ -92,6 +91,8 @@ class Command(BaseCommand):
         except OSError as exc:
             raise CommandError(f"cannot listen on {options['host']}:{options['port']}: "
                                f"{exc.strerror or exc}") from exc
+        if options.get("announce", True):  # once listening: a slow database never delays it
+            _announce(RESTARTED)  # PS3.4 CC.2.4.3: SCP Status Change to the subscribers
         while not stop.wait(0.5):
             pass
         if options.get("announce", True):
@@ -118,6 +119,7 @@ class Command(BaseCommand):
         except OSError as exc:
             raise CommandError(f"cannot listen on {options['host']}:{options['port']}: "
                                f"{exc.strerror or exc}") from exc
+        _announce(RESTARTED)  # PS3.4 CC.2.4.3 (connections closed again before forking)
         children: dict[int, float] = {}   # pid -> when it started
         restarts: list[float] = []        # when to start each replacement (monotonic)
         backoff = Backoff(base=RESTART_BASE, cap=RESTART_CAP, stable=RESTART_STABLE)
