@@ -62,11 +62,10 @@ class Command(BaseCommand):
         processes = options["processes"]
         if processes < 1:
             raise CommandError("--processes must be at least 1")
-        self.stdout.write(
+        self._banner = (
             f"{options['ae_title']} listening on {options['host']}:{options['port']} "
             f"({processes} process{'es' if processes > 1 else ''}); "
             f"unknown AEs {'accepted' if settings.RV_ACCEPT_UNKNOWN_AE else 'rejected'}")
-        self.stdout.flush()
         _announced.clear()
         try:
             if processes == 1:
@@ -75,6 +74,11 @@ class Command(BaseCommand):
             self._supervise(options, processes)
         finally:
             _announce(GOING_DOWN, once=True)
+
+    def _say_listening(self) -> None:
+        """"listening on" only once the port accepts connections (scripts wait for it)."""
+        self.stdout.write(self._banner)
+        self.stdout.flush()
 
     def _serve(self, options: dict[str, Any], listener: socket.socket | None = None) -> None:
         stop = threading.Event()
@@ -92,6 +96,7 @@ class Command(BaseCommand):
             raise CommandError(f"cannot listen on {options['host']}:{options['port']}: "
                                f"{exc.strerror or exc}") from exc
         if options.get("announce", True):  # once listening: a slow database never delays it
+            self._say_listening()
             _announce(RESTARTED)  # PS3.4 CC.2.4.3: SCP Status Change to the subscribers
         while not stop.wait(0.5):
             pass
@@ -119,6 +124,7 @@ class Command(BaseCommand):
         except OSError as exc:
             raise CommandError(f"cannot listen on {options['host']}:{options['port']}: "
                                f"{exc.strerror or exc}") from exc
+        self._say_listening()  # connections queue on the listener from now on
         _announce(RESTARTED)  # PS3.4 CC.2.4.3 (connections closed again before forking)
         children: dict[int, float] = {}   # pid -> when it started
         restarts: list[float] = []        # when to start each replacement (monotonic)
