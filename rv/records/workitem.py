@@ -10,11 +10,11 @@ from datetime import datetime
 from django.conf import settings
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
-from pydicom.uid import UID
+from pynetdicom.sop_class import UnifiedProcedureStepPush
 
 from rv.records.common import clinic_time
 
-UPS_PUSH = UID("1.2.840.10008.5.1.4.34.6.1")  # Unified Procedure Step - Push SOP Class
+UPS_PUSH = UnifiedProcedureStepPush
 # IHE-RO TDW-II: the step's workitem code and the coding scheme of its private parameters.
 WORKITEM_CODE = ("121726", "DCM", "RT Treatment with Internal Verification")
 IHERO = "99IHERO2018"
