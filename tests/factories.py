@@ -9,7 +9,7 @@ from pydicom import Dataset
 from pydicom.dataset import FileMetaDataset
 from pydicom.filewriter import dcmwrite
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian, generate_uid
-from pynetdicom.sop_class import CTImageStorage
+from pynetdicom.sop_class import CTImageStorage, RTImageStorage
 
 
 def ct_image(*, rows: int = 64, cols: int = 64, sop_instance_uid: str | None = None,
@@ -62,3 +62,24 @@ def part10(ds: Dataset) -> bytes:
     out = io.BytesIO()
     dcmwrite(out, ds, enforce_file_format=True)
     return out.getvalue()
+
+
+def rt_image(*, rows: int = 1024, cols: int = 1024, patient_id: str = "TEST-0001",
+             seed: int = 0) -> Dataset:
+    """An RT Image (PS3.3 A.17) as a portal imager makes one: 16-bit random pixels, no plan
+    reference (the clinical tests build theirs in tests/rv/records.py)."""
+    ds = ct_image(rows=rows, cols=cols, patient_id=patient_id, seed=seed)
+    for keyword in ("ImagePositionPatient", "ImageOrientationPatient", "SliceThickness",
+                    "PixelSpacing", "KVP", "FrameOfReferenceUID"):
+        delattr(ds, keyword)
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = RTImageStorage
+    ds.Modality = "RTIMAGE"
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "PORTAL"]
+    ds.RTImageLabel = "Portal"
+    ds.RTImagePlane = "NORMAL"
+    ds.ConversionType = "DI"
+    ds.BitsStored, ds.HighBit = 12, 11
+    ds.RadiationMachineSAD = 1000
+    ds.RTImageSID = 1500
+    ds.ImagePlanePixelSpacing = [0.4, 0.4]
+    return ds

@@ -45,6 +45,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))  # for tests.factories
@@ -71,6 +72,49 @@ def _template(rows: int, cols: int) -> bytes:
                            study_instance_uid=_placeholder("S"),
                            series_instance_uid=_placeholder("R"),
                            patient_id="BENCH-0000000000"))  # patched: one per measurement
+
+
+def _with_placeholders(ds: Any) -> bytes:
+    """Part 10 bytes of an RT object, its UIDs and patient ID replaced by placeholders."""
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian
+
+    from tests.factories import part10
+
+    ds.SOPInstanceUID = _placeholder("I")
+    ds.StudyInstanceUID = _placeholder("S")
+    ds.SeriesInstanceUID = _placeholder("R")
+    ds.PatientID = "BENCH-0000000000"
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
+    return part10(ds)
+
+
+def _templates() -> dict[str, bytes]:
+    """Every kind of object the workloads send, as Part 10 bytes with placeholders."""
+    from pydicom import dcmread
+    from pydicom.data import get_testdata_file
+    from pydicom.dataset import Dataset
+
+    from tests.factories import rt_image
+    from tests.rv.plans import calculation_point_plan
+
+    # An RT Image as a linac's portal imager makes it: 1024x1024, 16 bits (2 MiB).
+    image = rt_image(rows=1024, cols=1024)
+    # A 3D plan of four fields (the size of many a TPS export) and pydicom's small
+    # structure set (read whole, written again in Explicit VR Little Endian).
+    plan = calculation_point_plan(patient_id="BENCH-0000000000")
+    struct = Dataset(dcmread(get_testdata_file("rtstruct.dcm"), force=True))
+    return {"ct": _template(512, 512), "small": _template(64, 64),
+            "rtimage": _with_placeholders(image), "plan": _with_placeholders(plan),
+            "struct": _with_placeholders(struct)}
+
+
+KIND_LABELS = {"ct": "CT 512x512", "small": "CT 64x64", "rtimage": "RT Image 1024x1024",
+               "plan": "RT Plan (4 fields)", "struct": "RT Structure Set"}
 
 
 UID_ROOT = "1.2.826.0.1.3680043.8.498."  # pydicom's root; UIDs below are 60 characters
@@ -172,7 +216,8 @@ class StoreSCP(Target):
 
     def stored(self, batch: Batch) -> int:
         out = self.work / "storescp-out"
-        return sum(1 for p in out.iterdir() if p.name.startswith("CT." + batch.prefix))
+        # storescp names each file <modality prefix>.<SOP Instance UID>
+        return sum(1 for p in out.iterdir() if batch.prefix + "." in p.name)
 
 
 class Orthanc(Target):
@@ -189,11 +234,15 @@ class Orthanc(Target):
             "DicomCheckCalledAet": False, "DicomAlwaysAllowStore": True,
             "DicomAlwaysAllowEcho": True, "Plugins": [], "HttpServerEnabled": True,
         }
+        config.update(self.config())
         if self.pdu:
             config["MaximumPduLength"] = self.pdu
         path = self.work / "orthanc.json"
         path.write_text(json.dumps(config))
         self._spawn(["Orthanc", str(path)], self.env(nodelay))
+
+    def config(self) -> dict:
+        return {}
 
     def stored(self, batch: Batch) -> int:
         import urllib.request
@@ -204,6 +253,26 @@ class Orthanc(Target):
                                      method="POST")
         with urllib.request.urlopen(req, timeout=60) as resp:  # noqa: S310 - loopback
             return len(json.load(resp))
+
+
+class OrthancPG(Orthanc):
+    """Orthanc with Debian's orthanc-postgresql index plugin: its index in PostgreSQL (the
+    same server Verity uses, through the same Unix socket), files still in its storage."""
+
+    PLUGIN = "/usr/share/orthanc/plugins/libOrthancPostgreSQLIndex.so"
+    DB = "orthanc_bench"
+
+    def start(self, nodelay: bool) -> None:
+        psql = ["psql", "-h", PG_SOCKET, "-U", "postgres", "-q", "-v", "ON_ERROR_STOP=1"]
+        subprocess.run(psql + ["-c", f"DROP DATABASE IF EXISTS {self.DB}"], check=True,
+                       timeout=60)
+        subprocess.run(psql + ["-c", f"CREATE DATABASE {self.DB}"], check=True, timeout=60)
+        super().start(nodelay)
+
+    def config(self) -> dict:
+        return {"Plugins": [self.PLUGIN], "PostgreSQL": {
+            "EnableIndex": True, "EnableStorage": False, "Host": PG_SOCKET, "Port": 5432,
+            "Database": self.DB, "Username": "postgres", "Password": "", "Lock": False}}
 
 
 class Verity(Target):
@@ -279,8 +348,10 @@ def _wait_port_free(port: int, timeout: float = 20) -> None:
 
 # --- sending --------------------------------------------------------------------------------
 
-def send(batch: Batch, senders: int, nodelay: bool, pdu: int | None) -> float:
-    """Send the batch with `senders` parallel storescu; return seconds, start to last exit."""
+def send(batch: Batch, senders: int, nodelay: bool, pdu: int | None,
+         per_object: bool = False) -> float:
+    """Send the batch with `senders` parallel storescu; return seconds, start to last exit.
+    With `per_object`, each sender runs one storescu (one association) per object."""
     env = dict(os.environ)
     env.pop("TCP_NODELAY", None)
     if nodelay:
@@ -288,6 +359,8 @@ def send(batch: Batch, senders: int, nodelay: bool, pdu: int | None) -> float:
     base = ["storescu", "-aec", AET, "-aet", "BENCH_SCU"]
     if pdu:
         base += ["-pdu", str(pdu)]
+    if per_object:
+        return _send_per_object(batch, senders, base, env)
     procs = []
     start = time.perf_counter()
     for share in batch.shares(senders):
@@ -311,14 +384,54 @@ def send(batch: Batch, senders: int, nodelay: bool, pdu: int | None) -> float:
     return elapsed
 
 
+def _send_per_object(batch: Batch, senders: int, base: list[str],
+                     env: dict[str, str]) -> float:
+    """Each sender a thread running storescu once per file of its share, one after the
+    other, as a console that opens an association for every object does."""
+    import threading
+
+    failed: list[str] = []
+
+    def sender(share: list[Path]) -> None:
+        for path in share:
+            try:
+                done = subprocess.run(base + ["127.0.0.1", str(PORT), str(path)], env=env,
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                      timeout=60)
+            except subprocess.TimeoutExpired:
+                failed.append(f"{path.name}: timed out")
+                return
+            if done.returncode != 0:
+                failed.append(f"{path.name}: " + done.stderr.decode(errors="replace")[-300:])
+                return
+
+    threads = [threading.Thread(target=sender, args=(share,)) for share in
+               batch.shares(senders)]
+    start = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(SEND_TIMEOUT)
+    elapsed = time.perf_counter() - start
+    if failed or any(t.is_alive() for t in threads):
+        raise RuntimeError("storescu failed: " + " | ".join(failed or ["timed out"]))
+    return elapsed
+
+
 # --- the run --------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class Case:
     mode: str  # nodelay / nagle
-    kind: str  # ct / small
+    kind: str  # a key of KIND_LABELS
     n: int
     senders: int
+    per_object: bool = False  # one association (one storescu) per object
+
+    @property
+    def label(self) -> str:
+        how = "1 assoc/object" if self.per_object else "1 assoc/sender"
+        return f"{self.mode} | {KIND_LABELS[self.kind]} x{self.n} | {how}"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -330,6 +443,8 @@ def run(args: argparse.Namespace) -> int:
             targets.append(StoreSCP("storescp", work, args.pdu))
         elif name == "orthanc":
             targets.append(Orthanc("orthanc", work, args.pdu))
+        elif name == "orthanc-pg":
+            targets.append(OrthancPG("orthanc-pg", work, args.pdu))
         elif name == "verity":
             verity = Verity("verity", work, args.pdu, processes=args.processes)
             verity.repo = Path(args.verity_repo).resolve()
@@ -337,19 +452,20 @@ def run(args: argparse.Namespace) -> int:
     for t in targets:
         if isinstance(t, Verity):
             t.prepare()
-    templates = {"ct": _template(512, 512), "small": _template(64, 64)}
-    log(f"objects: CT {len(templates['ct'])} bytes, small {len(templates['small'])} bytes")
+    templates = _templates()
+    log("objects: " + ", ".join(f"{KIND_LABELS[k]} {len(v)} bytes" for k, v in templates.items()))
 
-    n_ct, n_nagle_ct, n_small = (args.files, args.nagle_files, args.small_files)
     cases = []
     for senders in (1, 2):
-        cases.append(Case("nodelay", "ct", n_ct, senders))
-    if "nagle" in args.modes:
-        for senders in (1, 2):
-            cases.append(Case("nagle", "ct", n_nagle_ct, senders))
-            cases.append(Case("nagle", "small", n_small, senders))
-    if "nodelay" not in args.modes:
-        cases = [c for c in cases if c.mode != "nodelay"]
+        cases.append(Case("nodelay", "ct", args.files, senders))
+    for senders in (1, 2):
+        cases.append(Case("nodelay", "rtimage", args.rtimage_files, senders))
+    for kind in ("small", "plan", "struct"):
+        cases.append(Case("nodelay", kind, args.assoc_files, 2, per_object=True))
+    for senders in (1, 2):
+        cases.append(Case("nagle", "ct", args.nagle_files, senders))
+        cases.append(Case("nagle", "small", args.small_files, senders))
+    cases = [c for c in cases if c.mode in args.modes and c.kind in args.kinds]
 
     results: dict[tuple[str, Case], list[float]] = {}
     seq = 0
@@ -364,7 +480,8 @@ def run(args: argparse.Namespace) -> int:
                         for case in [c for c in cases if c.mode == mode]:
                             seq += 1
                             batch = Batch(templates[case.kind], case.n, work / f"batch-{seq}")
-                            secs = send(batch, case.senders, nodelay, args.pdu)
+                            secs = send(batch, case.senders, nodelay, args.pdu,
+                                        case.per_object)
                             deadline = time.monotonic() + 30
                             got = t.stored(batch)
                             while got < case.n and time.monotonic() < deadline:
@@ -374,8 +491,8 @@ def run(args: argparse.Namespace) -> int:
                                 raise RuntimeError(f"{t.name}: {got} of {case.n} stored")
                             rate = case.n / secs
                             results.setdefault((t.name, case), []).append(rate)
-                            log(f"round {rnd + 1} {mode:7} {case.kind:5} x{case.n:<4} "
-                                f"senders={case.senders} {t.name:8} {rate:7.1f} files/s")
+                            log(f"round {rnd + 1} {case.label} senders={case.senders} "
+                                f"{t.name:10} {rate:7.1f} files/s")
                             shutil.rmtree(batch.folder)
                     finally:
                         t.stop()
@@ -392,11 +509,11 @@ def report(results: dict, names: list[str], cases: list[Case], args: argparse.Na
     pdu = f"{args.pdu} bytes for every target" if args.pdu else "each target's default"
     log("")
     log(f"files/s, median of {args.rounds} round(s) (min-max); max PDU: {pdu}")
-    head = "| mode | objects | senders | " + " | ".join(names)
+    head = "| mode | objects | sent as | senders | " + " | ".join(names)
     ratios = [(a, b) for a in names for b in names if a == "verity" and b != a]
     head += "".join(f" | {a}/{b}" for a, b in ratios) + " |"
     log(head)
-    log("|" + "---|" * (3 + len(names) + len(ratios)))
+    log("|" + "---|" * (4 + len(names) + len(ratios)))
     for case in cases:
         cells = []
         med = {}
@@ -408,8 +525,7 @@ def report(results: dict, names: list[str], cases: list[Case], args: argparse.Na
             med[name] = statistics.median(rates)
             cells.append(f"{med[name]:.0f} ({min(rates):.0f}-{max(rates):.0f})")
         rcells = [f"{med[a] / med[b]:.2f}" if a in med and b in med else "-" for a, b in ratios]
-        label = "CT 512x512" if case.kind == "ct" else "small 64x64"
-        log(f"| {case.mode} | {label} x{case.n} | {case.senders} | " + " | ".join(cells)
+        log(f"| {case.label} | {case.senders} | " + " | ".join(cells)
             + "".join(f" | {r}" for r in rcells) + " |")
 
 
@@ -422,8 +538,15 @@ def main() -> int:
                     help="CT objects per measurement in the Nagle mode (slow targets)")
     ap.add_argument("--small-files", type=int, default=200,
                     help="small objects per measurement in the Nagle mode")
-    ap.add_argument("--targets", nargs="+", default=["storescp", "orthanc", "verity"],
-                    choices=["storescp", "orthanc", "verity"])
+    ap.add_argument("--rtimage-files", type=int, default=100,
+                    help="RT Images (1024x1024) per measurement")
+    ap.add_argument("--assoc-files", type=int, default=200,
+                    help="objects per measurement sent one association per object")
+    ap.add_argument("--kinds", nargs="+", default=list(KIND_LABELS), choices=list(KIND_LABELS),
+                    help="which objects to send (default: all workloads)")
+    ap.add_argument("--targets", nargs="+",
+                    default=["storescp", "orthanc", "orthanc-pg", "verity"],
+                    choices=["storescp", "orthanc", "orthanc-pg", "verity"])
     ap.add_argument("--modes", nargs="+", default=["nodelay", "nagle"],
                     choices=["nodelay", "nagle"])
     ap.add_argument("--pdu", type=int, default=None,
@@ -437,6 +560,7 @@ def main() -> int:
     args = ap.parse_args()
     if args.quick:
         args.rounds, args.files, args.nagle_files, args.small_files = 1, 60, 20, 40
+        args.rtimage_files, args.assoc_files = 20, 20
     for tool in ("storescu", "storescp", "Orthanc", "psql", "unshare", "ip"):
         if shutil.which(tool) is None and tool in _needed(args):
             sys.exit(f"{tool} is not installed (apt-get install dcmtk orthanc postgresql)")
@@ -454,9 +578,9 @@ def _needed(args: argparse.Namespace) -> set[str]:
     need = {"storescu", "unshare", "ip"}
     if "storescp" in args.targets:
         need.add("storescp")
-    if "orthanc" in args.targets:
+    if "orthanc" in args.targets or "orthanc-pg" in args.targets:
         need.add("Orthanc")
-    if "verity" in args.targets:
+    if "verity" in args.targets or "orthanc-pg" in args.targets:
         need.add("psql")
     return need
 
