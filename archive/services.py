@@ -91,6 +91,7 @@ def instance_store(
     allowed_sop_classes: frozenset[str] | None = None,
     on_indexed: OnIndexed | None = None,
     on_indexed_sop_classes: frozenset[str] | None = None,
+    part: storage.Part | None = None,
 ) -> StoreResult:
     """Store one DICOM Part 10 object, bytes as given, and index it.
 
@@ -100,6 +101,9 @@ def instance_store(
     Raises a StoreError subclass (with its DICOM status) for anything else refused.
     `on_indexed` runs inside the index transaction; with `on_indexed_sop_classes` only for
     objects of those SOP classes (the others take the one-statement path for a known series).
+    `part`: these very bytes already written to the store's `.tmp` and hashed as they
+    arrived (dicom_net.streaming); renamed into place instead of written again. The caller
+    discards it afterwards (a no-op once it is in place).
     """
     # Whole before decoded: a truncated or garbled object is "cannot understand" (0xC210),
     # whichever attribute it lost; a deflate bomb is refused before anything inflates it.
@@ -114,13 +118,17 @@ def instance_store(
         raise DatasetMismatch(f"SOP Class {attrs.sop_class_uid} is not one this archive stores")
     if on_indexed_sop_classes is not None and attrs.sop_class_uid not in on_indexed_sop_classes:
         on_indexed = None
-    sha256 = hashlib.sha256(data).hexdigest()
+    if part is not None and part.size == len(data):
+        sha256 = part.sha256  # hashed as it arrived: no second pass over the bytes
+    else:
+        sha256 = hashlib.sha256(data).hexdigest()
+        part = None
 
     # No look-up first: identical bytes are already on disk under their hash (the write is
     # then skipped), and the index tells a duplicate or a conflict apart below. A refused
     # object's new file is removed again in `finally`.
     try:
-        placed = storage.place(data, sha256)
+        placed = storage.place(data, sha256, part)
     except OSError as exc:
         log.error("storing %s failed: %s", attrs.sop_instance_uid, exc)
         raise OutOfResources(f"the archive cannot write the file: {exc.strerror or exc}") from exc

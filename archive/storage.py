@@ -9,6 +9,7 @@ such as "../../x" cannot steer a path, and identical bytes are stored once.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import stat
 import tempfile
@@ -66,10 +67,80 @@ class Placement:
     mtime_ns: int      # the file's mtime as this call left it (see remove_unless_reused)
 
 
-def place(data: bytes, sha256: str) -> Placement:
+class Part:
+    """A file in `.tmp` written ahead of a store (dicom_net.streaming: a C-STORE data set as
+    it arrives), hashed as it is written; `place` renames it into the store or it is
+    discarded. Its name matches remove_stale_partials' pattern, like `place`'s own."""
+
+    def __init__(self, fd: int, path: str) -> None:
+        self._fd: int | None = fd
+        self._path: str | None = path
+        self._hash = hashlib.sha256()
+        self.size = 0
+
+    @classmethod
+    def begin(cls) -> Part:
+        tmp_dir = root() / ".tmp"
+        _ensure_dir(tmp_dir)
+        fd, path = tempfile.mkstemp(dir=tmp_dir, prefix="in-", suffix=".part")
+        return cls(fd, path)
+
+    def append(self, data: bytes | memoryview) -> None:
+        if self._fd is None:
+            raise OSError("the part is closed")
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self._fd, view):]
+        self._hash.update(data)
+        self.size += len(data)
+
+    @property
+    def sha256(self) -> str:
+        return self._hash.hexdigest()
+
+    def commit(self, final: Path) -> int:
+        """fsync the part and rename it to `final`; returns its mtime (ns)."""
+        if self._fd is None or self._path is None:
+            raise OSError("the part is closed")
+        fd, path = self._fd, self._path
+        try:
+            os.fsync(fd)
+            mtime_ns = os.fstat(fd).st_mtime_ns  # before the rename, as in place()
+        except BaseException:
+            self.discard()
+            raise
+        self._fd = None
+        os.close(fd)
+        try:
+            os.replace(path, final)
+        except BaseException:
+            self.discard_path(path)
+            raise
+        self._path = None
+        return mtime_ns
+
+    def discard(self) -> None:
+        """Close and remove the part, unless it went into the store (then nothing)."""
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        path, self._path = self._path, None
+        if path is not None:
+            self.discard_path(path)
+
+    @staticmethod
+    def discard_path(path: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+
+
+def place(data: bytes, sha256: str, part: Part | None = None) -> Placement:
     """Store data under its hash, durably. A file already there with these bytes is reused,
     and its mtime moved forward (`_mark_reused`) so that a writer about to remove it after a
-    failed commit (remove_unless_reused) sees it is wanted again and keeps it."""
+    failed commit (remove_unless_reused) sees it is wanted again and keeps it. With `part`
+    (these bytes, already written to `.tmp`) the part is renamed into place instead of
+    writing again; the caller discards it if it was not used."""
     rel = relative_path(sha256)
     final = absolute_path(rel)
     try:
@@ -80,9 +151,13 @@ def place(data: bytes, sha256: str) -> Placement:
         mtime_ns = _mark_reused(final, st)
         if mtime_ns is not None:
             return Placement(rel, False, mtime_ns)
+    _ensure_dir(final.parent)
+    if part is not None and part.size == len(data) and part.sha256 == sha256:
+        mtime_ns = part.commit(final)
+        _fsync_dir(final.parent)
+        return Placement(rel, True, mtime_ns)
     tmp_dir = root() / ".tmp"
     _ensure_dir(tmp_dir)
-    _ensure_dir(final.parent)
     fd, tmp_name = tempfile.mkstemp(dir=tmp_dir, prefix="in-", suffix=".part")
     try:
         with os.fdopen(fd, "wb") as fh:

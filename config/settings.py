@@ -230,6 +230,10 @@ RV_ACCEPT_UNKNOWN_AE = env_bool("RV_ACCEPT_UNKNOWN_AE", False)
 RV_MAX_PDU = env_int("RV_MAX_PDU", 131072, low=0)
 # SCP processes sharing the port: one Python process uses one core (issue 3).
 RV_SCP_PROCESSES = env_int("RV_SCP_PROCESSES", min(os.cpu_count() or 1, 8), low=1, high=64)
+# The SCP's PostgreSQL connections come from a pool, reused across associations (issue 16,
+# dicom_net/dbpool.py); idle ones beyond the two kept open close after this many seconds.
+RV_SCP_DB_POOL = env_bool("RV_SCP_DB_POOL", True)
+RV_SCP_DB_POOL_IDLE = env_float("RV_SCP_DB_POOL_IDLE", 300.0, low=10.0)
 # The largest patient photo taken, in bytes as uploaded (rv.photos re-encodes it; issue 15).
 RV_PHOTO_MAX_BYTES = env_int("RV_PHOTO_MAX_BYTES", 5 * 1024 * 1024, low=1024)
 # Verification: the least time between the starts of two fractions of a plan (issue 5).

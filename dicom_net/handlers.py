@@ -25,6 +25,7 @@ from pynetdicom.events import Event
 from pynetdicom.sop_class import StorageCommitmentPushModel
 
 from archive.errors import StoreError
+from dicom_net import streaming
 from dicom_net.commitment import handle_commitment_action, handle_commitment_report
 from dicom_net.models import AssociationLog, Node
 from dicom_net.qr import QR_HANDLERS
@@ -128,6 +129,7 @@ def _finish(event: Event, outcome: str) -> None:
         log.error("association log unavailable: %s", exc)
     finally:
         _forget(event)
+        streaming.discard_unfinished(event.assoc)
         if threading.current_thread() is event.assoc:
             connections.close_all()
 
@@ -155,13 +157,20 @@ def handle_store(event: Event) -> Dataset | int:
     state = _state(event)
     calling = event.assoc.requestor.ae_title.strip()
     if not state.may_store:
+        buffer = streaming.taken(event)
+        if buffer is not None:
+            buffer.part.discard()
         state.failed += 1
         return status_dataset(NOT_AUTHORIZED,
                               f"{calling} is not registered to send objects here")
+    # Written to disk and hashed while it arrived (dicom_net.streaming), or not.
+    received = streaming.taken(event)
     try:
         result = object_receive(
-            data=event.encoded_dataset(include_meta=True), calling_ae=calling,
-            source="c-store", expected_sop_class=event.context.abstract_syntax)
+            data=received.data if received else event.encoded_dataset(include_meta=True),
+            calling_ae=calling, source="c-store",
+            expected_sop_class=event.context.abstract_syntax,
+            part=received.part if received else None)
     except StoreError as exc:
         state.failed += 1
         if len(state.failures) < MAX_LOGGED_FAILURES:
@@ -181,6 +190,9 @@ def handle_store(event: Event) -> Dataset | int:
         log.exception("C-STORE from %s failed unexpectedly", calling)
         return status_dataset(CANNOT_UNDERSTAND,
                               f"cannot understand the data set: {type(exc).__name__}")
+    finally:
+        if received is not None:
+            received.part.discard()  # refused, or held already: no file left in .tmp
     if result.outcome == "duplicate":
         state.duplicates += 1
     else:

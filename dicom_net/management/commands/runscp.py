@@ -15,6 +15,7 @@ listener process).
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -29,7 +30,9 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError, connections
 
 from archive import storage
+from dicom_net import dbpool
 from dicom_net.ae import build_ae, listen, start_server
+from dicom_net.commitment import reporter
 from dicom_net.handlers import HANDLERS
 from rv.services.ups_events import scp_status_announce
 from rv.supervision import Backoff, stop_with_parent
@@ -89,6 +92,13 @@ class Command(BaseCommand):
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
         ae = build_ae(ae_title=options["ae_title"])
+        # What start-up made lives as long as the process: out of the collector's way
+        # (each full collection walked all of Django, pydicom and numpy; issue 16).
+        gc.collect()
+        gc.freeze()
+        # One connection per association at most, as before, now reused (issue 16); the
+        # commitment reporter's threads hold theirs too.
+        dbpool.use_pool(max_size=ae.maximum_associations + reporter.THREADS + 2)
         try:
             server = start_server(ae=ae, host=options["host"], port=options["port"],
                                   handlers=HANDLERS, listener=listener)
@@ -110,6 +120,7 @@ class Command(BaseCommand):
         left = len(ae.active_associations)
         ae.shutdown()
         connections.close_all()
+        dbpool.close_pool()
         self.stdout.write(f"SCP {os.getpid()} stopped"
                           + (f"; aborted {left} association(s) after the grace period"
                              if left else ""))

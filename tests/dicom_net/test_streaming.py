@@ -1,0 +1,153 @@
+"""dicom_net.streaming: a C-STORE data set written and hashed as it arrives (issue 16),
+over real associations to the SCP: the same bytes as before, and no file left behind."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable
+from io import BytesIO
+from pathlib import Path
+
+import pytest
+from pydicom.dataset import Dataset
+from pydicom.uid import ExplicitVRLittleEndian
+from pynetdicom import AE
+from pynetdicom.association import Association
+from pynetdicom.dimse_messages import C_STORE_RQ
+from pynetdicom.dimse_primitives import C_STORE
+from pynetdicom.dsutils import create_file_meta, encode, encode_file_meta
+from pynetdicom.sop_class import CTImageStorage
+
+from archive import storage
+from archive.models import Instance
+from dicom_net import streaming
+from tests.factories import ct_image
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _associate(port: int) -> Association:
+    ae = AE(ae_title="STREAM_SCU")
+    ae.add_requested_context(CTImageStorage, ExplicitVRLittleEndian)
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 30
+    ae.maximum_pdu_size = 16384  # many fragments per object
+    assoc = ae.associate("127.0.0.1", port, ae_title="RV_SCP")
+    assert assoc.is_established
+    return assoc
+
+
+def _expected_file(ds: Dataset) -> bytes:
+    """What the SCP stored before issue 16 (pynetdicom's event.encoded_dataset())."""
+    meta = create_file_meta(sop_class_uid=ds.SOPClassUID, sop_instance_uid=ds.SOPInstanceUID,
+                            transfer_syntax=ExplicitVRLittleEndian)
+    dataset = encode(ds, False, True)
+    assert dataset is not None
+    return b"\0" * 128 + b"DICM" + encode_file_meta(meta) + dataset
+
+
+def _parts() -> list[Path]:
+    tmp = storage.root() / ".tmp"
+    return sorted(tmp.glob("in-*.part")) if tmp.is_dir() else []
+
+
+def _wait_for(condition: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(0.01)
+
+
+@pytest.mark.parametrize("written_ahead", [True, False])
+def test_the_stored_file_is_the_bytes_the_old_path_stored(
+        live_scp: tuple[str, int], written_ahead: bool,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    if not written_ahead:
+        monkeypatch.setattr(streaming, "_STREAMABLE", False)
+    assoc = _associate(live_scp[1])
+    try:
+        ds = ct_image(rows=256, cols=256, patient_id="STREAM-1")
+        status = assoc.send_c_store(ds)
+    finally:
+        assoc.release()
+    assert status.Status == 0x0000
+    row = Instance.objects.get(sop_instance_uid=ds.SOPInstanceUID)
+    stored = storage.absolute_path(row.path).read_bytes()
+    assert stored == _expected_file(ds)
+    assert row.sha256 == hashlib.sha256(stored).hexdigest() and row.size == len(stored)
+    assert _parts() == []
+
+
+def test_a_duplicate_and_a_refused_object_leave_no_part_file(
+        live_scp: tuple[str, int]) -> None:
+    ds = ct_image(rows=128, cols=128, patient_id="STREAM-2")
+    broken = ct_image(rows=128, cols=128, patient_id="STREAM-2")
+    del broken.StudyInstanceUID  # refused: the index keys on it (0xA900)
+    assoc = _associate(live_scp[1])
+    try:
+        statuses = [int(assoc.send_c_store(x).Status) for x in (ds, ds, broken)]
+    finally:
+        assoc.release()
+    assert statuses == [0x0000, 0x0000, 0xA900]
+    assert Instance.objects.filter(sop_instance_uid=ds.SOPInstanceUID).count() == 1
+    assert not Instance.objects.filter(sop_instance_uid=broken.SOPInstanceUID).exists()
+    assert _parts() == []
+    files = [p for p in storage.root().rglob("*.dcm") if ".tmp" not in p.parts]
+    assert len(files) == 1
+
+
+def test_a_transfer_cut_short_by_an_abort_leaves_no_part_file(
+        live_scp: tuple[str, int]) -> None:
+    assoc = _associate(live_scp[1])
+    ds = ct_image(rows=512, cols=512, patient_id="STREAM-3")
+    request = C_STORE()
+    request.MessageID = 1
+    request.AffectedSOPClassUID = ds.SOPClassUID
+    request.AffectedSOPInstanceUID = ds.SOPInstanceUID
+    request.Priority = 2
+    request.DataSet = BytesIO(encode(ds, False, True))
+    message = C_STORE_RQ()
+    message.primitive_to_message(request)
+    context = assoc.accepted_contexts[0]
+    fragments = list(message.encode_msg(context.context_id, 16384))
+    assert len(fragments) > 10
+    try:
+        for fragment in fragments[:len(fragments) // 2]:  # half the data set, then nothing
+            assoc.dul.send_pdu(fragment)
+        _wait_for(lambda: bool(_parts()), "the SCP to write the data set ahead")
+    finally:
+        assoc.abort()
+    _wait_for(lambda: not _parts(), "the part file of the aborted transfer to go")
+    assert not Instance.objects.filter(sop_instance_uid=ds.SOPInstanceUID).exists()
+
+
+def test_a_part_is_hashed_as_written_and_committed_or_discarded(settings, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    settings.RV_DATA_DIR = str(tmp_path)
+    data = b"\x01" * 70_000 + b"tail"
+    part = storage.Part.begin()
+    part.append(data[:1000])
+    part.append(memoryview(data)[1000:])
+    assert part.size == len(data) and part.sha256 == hashlib.sha256(data).hexdigest()
+    placed = storage.place(data, part.sha256, part)
+    assert placed.created and storage.absolute_path(placed.rel).read_bytes() == data
+    part.discard()  # once in place: nothing to do
+    assert storage.absolute_path(placed.rel).exists() and _parts() == []
+    other = storage.Part.begin()
+    other.append(b"never stored")
+    assert len(_parts()) == 1
+    other.discard()
+    assert _parts() == []
+    with pytest.raises(OSError):
+        other.append(b"after discard")
+
+
+def test_a_part_that_does_not_hold_the_bytes_is_not_used(settings, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    settings.RV_DATA_DIR = str(tmp_path)
+    data = b"the object"
+    part = storage.Part.begin()
+    part.append(b"something else")
+    placed = storage.place(data, hashlib.sha256(data).hexdigest(), part)
+    assert storage.absolute_path(placed.rel).read_bytes() == data
+    part.discard()
+    assert _parts() == []
