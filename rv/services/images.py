@@ -50,7 +50,7 @@ def _tie(link: RTImageLink, plan: Plan) -> None:
         if link.beam_number is not None else None
 
 
-@transaction.atomic
+@transaction.atomic(savepoint=False)  # called inside the store's transaction: no savepoint
 def rt_image_link(*, instance: archive.models.Instance, dataset: Dataset,
                   calling_ae: str = "") -> RTImageLink:
     """The on_indexed hook for RT Images: link through Referenced RT Plan, Referenced Beam

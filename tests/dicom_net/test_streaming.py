@@ -10,8 +10,10 @@ from io import BytesIO
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from pydicom.dataset import Dataset
-from pydicom.uid import ExplicitVRLittleEndian
+from pydicom.uid import UID, ExplicitVRLittleEndian
 from pynetdicom import AE
 from pynetdicom.association import Association
 from pynetdicom.dimse_messages import C_STORE_RQ
@@ -24,7 +26,6 @@ from archive.models import Instance
 from dicom_net import streaming
 from tests.factories import ct_image
 
-pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def _associate(port: int) -> Association:
@@ -59,6 +60,7 @@ def _wait_for(condition: Callable[[], bool], what: str, timeout: float = 20.0) -
         time.sleep(0.01)
 
 
+@pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("written_ahead", [True, False])
 def test_the_stored_file_is_the_bytes_the_old_path_stored(
         live_scp: tuple[str, int], written_ahead: bool,
@@ -79,6 +81,7 @@ def test_the_stored_file_is_the_bytes_the_old_path_stored(
     assert _parts() == []
 
 
+@pytest.mark.django_db(transaction=True)
 def test_a_duplicate_and_a_refused_object_leave_no_part_file(
         live_scp: tuple[str, int]) -> None:
     ds = ct_image(rows=128, cols=128, patient_id="STREAM-2")
@@ -97,6 +100,7 @@ def test_a_duplicate_and_a_refused_object_leave_no_part_file(
     assert len(files) == 1
 
 
+@pytest.mark.django_db(transaction=True)
 def test_a_transfer_cut_short_by_an_abort_leaves_no_part_file(
         live_scp: tuple[str, int]) -> None:
     assoc = _associate(live_scp[1])
@@ -151,3 +155,22 @@ def test_a_part_that_does_not_hold_the_bytes_is_not_used(settings, tmp_path) -> 
     assert storage.absolute_path(placed.rel).read_bytes() == data
     part.discard()
     assert _parts() == []
+
+
+@given(st.from_regex(r"\A[1-9][0-9]{0,20}(\.(0|[1-9][0-9]{0,10})){0,8}\Z"),
+       st.sampled_from([ExplicitVRLittleEndian, "1.2.840.10008.1.2", "1.2.840.10008.1.2.4.50",
+                        "1.2.840.10008.1.2.1.99"]))
+def test_the_file_meta_is_the_one_pydicom_writes(instance: str, syntax: str) -> None:
+    for sop_class in (str(CTImageStorage), "1.2.840.10008.5.1.4.1.1.481.5"):
+        expected = encode_file_meta(create_file_meta(
+            sop_class_uid=UID(sop_class), sop_instance_uid=UID(instance),
+            transfer_syntax=UID(syntax)))
+        assert streaming.file_meta(sop_class, instance, syntax) == expected
+
+
+def test_an_odd_uid_takes_pydicoms_own_writer() -> None:
+    for odd in ("1.2.3 ", "1." + "2" * 70, "1.2.\u00e9"):
+        expected = encode_file_meta(create_file_meta(
+            sop_class_uid=UID(str(CTImageStorage)), sop_instance_uid=UID(odd),
+            transfer_syntax=UID(ExplicitVRLittleEndian)))
+        assert streaming.file_meta(str(CTImageStorage), odd, ExplicitVRLittleEndian) == expected
