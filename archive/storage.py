@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import os
 import stat
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -20,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from django.conf import settings
+
+log = logging.getLogger(__name__)
 
 SUBDIR = "dicom"
 
@@ -77,6 +81,8 @@ class Part:
         self._path: str | None = path
         self._hash = hashlib.sha256()
         self.size = 0
+        self._synced = False
+        self._lock = threading.Lock()  # sync_ahead in the receiving thread; commit, discard
 
     @classmethod
     def begin(cls) -> Part:
@@ -98,16 +104,36 @@ class Part:
     def sha256(self) -> str:
         return self._hash.hexdigest()
 
+    def sync_ahead(self) -> None:
+        """Once the last byte is in: fsync the part and make the folder its name goes in,
+        in the receiving thread while the handler still parses the object (the work
+        `place` would otherwise start with). A failure is left for `commit` to meet."""
+        with self._lock:
+            if self._fd is None:
+                return
+            try:
+                os.fsync(self._fd)
+                self._synced = True
+                _ensure_dir(absolute_path(relative_path(self.sha256)).parent)
+            except OSError as exc:
+                log.debug("sync ahead failed: %s", exc)
+
     def commit(self, final: Path) -> int:
-        """fsync the part and rename it to `final`; returns its mtime (ns)."""
+        """fsync the part (unless sync_ahead did) and rename it to `final`; returns its
+        mtime (ns)."""
+        with self._lock:
+            return self._commit(final)
+
+    def _commit(self, final: Path) -> int:
         if self._fd is None or self._path is None:
             raise OSError("the part is closed")
         fd, path = self._fd, self._path
         try:
-            os.fsync(fd)
+            if not self._synced:
+                os.fsync(fd)
             mtime_ns = os.fstat(fd).st_mtime_ns  # before the rename, as in place()
         except BaseException:
-            self.discard()
+            self._discard()
             raise
         self._fd = None
         os.close(fd)
@@ -121,6 +147,10 @@ class Part:
 
     def discard(self) -> None:
         """Close and remove the part, unless it went into the store (then nothing)."""
+        with self._lock:
+            self._discard()
+
+    def _discard(self) -> None:
         fd, self._fd = self._fd, None
         if fd is not None:
             with contextlib.suppress(OSError):

@@ -15,8 +15,10 @@ data set, so its bytes are exactly the bytes the handler stores. The handler the
 the finished part (`take()`): the store fsyncs and renames it instead of writing again
 (archive.storage.place), or removes it when the object is refused or already held.
 
-Nothing about durability changes: the part is fsynced, renamed into place and its folder
-fsynced before the index row is committed and 0x0000 sent, as before. A part left by an
+Once the last fragment is in, the DUL thread (idle until the peer has our answer) fsyncs
+the part and makes the folder it will go in, while the association thread parses the
+object. Nothing about durability changes: the part is fsynced, renamed into place and its
+folder fsynced before the index row is committed and 0x0000 sent, as before. A part left by an
 association that ended mid-transfer is removed when the association ends
 (`discard_unfinished`); one left by a killed process is an `in-*.part` file that no index
 row refers to, removed at the next start (storage.remove_stale_partials) like any other.
@@ -153,6 +155,12 @@ class StreamingBuffer(io.BytesIO):
             unfinished = self._assoc._verity_parts = set()
         unfinished.add(self)
 
+    def finished(self) -> None:
+        """The last fragment is in (called in the DUL thread): see storage.Part.sync_ahead."""
+        part = self._part
+        if part is not None:
+            part.sync_ahead()
+
     def _drop(self) -> None:
         part, self._part = self._part, None
         if part is not None:
@@ -196,7 +204,12 @@ class StreamingDIMSE(DIMSEServiceProvider):
         if self.message is None:
             self.message = DIMSEMessage()
             self.message.data_set = StreamingBuffer(self.message, self.assoc)
+        buffer = self.message.data_set
         super().receive_primitive(primitive)
+        if self.message is None and isinstance(buffer, StreamingBuffer):
+            # The message is whole and queued for the handler: this thread has nothing to
+            # read until the peer has our answer, so it fsyncs the part meanwhile.
+            buffer.finished()
 
 
 def stream(assoc: Any) -> None:
