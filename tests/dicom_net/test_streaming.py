@@ -27,7 +27,6 @@ from dicom_net import streaming
 from tests.factories import ct_image
 
 
-
 def _associate(port: int) -> Association:
     ae = AE(ae_title="STREAM_SCU")
     ae.add_requested_context(CTImageStorage, ExplicitVRLittleEndian)
