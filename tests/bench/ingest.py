@@ -277,22 +277,23 @@ class OrthancPG(Orthanc):
 
 class Verity(Target):
     repo: Path = REPO  # --verity-repo: another checkout's runscp, to measure a change
+    db: str = PG_DB
 
     def db_url(self) -> str:
-        return f"postgres://postgres@/{PG_DB}?host={PG_SOCKET}"
+        return f"postgres://postgres@/{self.db}?host={PG_SOCKET}"
 
     def prepare(self) -> None:
         psql = ["psql", "-h", PG_SOCKET, "-U", "postgres", "-q", "-v", "ON_ERROR_STOP=1"]
-        subprocess.run(psql + ["-c", f"DROP DATABASE IF EXISTS {PG_DB}"], check=True,
+        subprocess.run(psql + ["-c", f"DROP DATABASE IF EXISTS {self.db}"], check=True,
                        timeout=60)
-        subprocess.run(psql + ["-c", f"CREATE DATABASE {PG_DB}"], check=True, timeout=60)
+        subprocess.run(psql + ["-c", f"CREATE DATABASE {self.db}"], check=True, timeout=60)
         subprocess.run([PY, "manage.py", "migrate", "--no-input", "-v0"], cwd=self.repo,
                        env=self.env(False), check=True, timeout=300)
 
     def env(self, nodelay: bool) -> dict[str, str]:
         env = super().env(nodelay)
         env.update(DATABASE_URL=self.db_url(), RV_ACCEPT_UNKNOWN_AE="true",
-                   RV_DATA_DIR=str(self.work / "verity-data"), RV_AE_TITLE=AET,
+                   RV_DATA_DIR=str(self.work / f"{self.name}-data"), RV_AE_TITLE=AET,
                    DJANGO_SECRET_KEY="bench-only-not-secret")
         if self.pdu:
             env["RV_MAX_PDU"] = str(self.pdu)
@@ -307,7 +308,7 @@ class Verity(Target):
 
     def stored(self, batch: Batch) -> int:
         out = subprocess.run(
-            ["psql", "-h", PG_SOCKET, "-U", "postgres", "-d", PG_DB, "-tAq", "-c",
+            ["psql", "-h", PG_SOCKET, "-U", "postgres", "-d", self.db, "-tAq", "-c",
              "SELECT count(*) FROM archive_instance WHERE sop_instance_uid LIKE "
              f"'{batch.prefix}.%'"], capture_output=True, text=True, check=True, timeout=60)
         return int(out.stdout.strip())
@@ -449,6 +450,10 @@ def run(args: argparse.Namespace) -> int:
             verity = Verity("verity", work, args.pdu, processes=args.processes)
             verity.repo = Path(args.verity_repo).resolve()
             targets.append(verity)
+        elif name == "verity-base":  # another checkout in the same run: before and after
+            base = Verity("verity-base", work, args.pdu, processes=args.processes)
+            base.repo, base.db = Path(args.baseline_repo).resolve(), PG_DB + "_base"
+            targets.append(base)
     for t in targets:
         if isinstance(t, Verity):
             t.prepare()
@@ -546,7 +551,8 @@ def main() -> int:
                     help="which objects to send (default: all workloads)")
     ap.add_argument("--targets", nargs="+",
                     default=["storescp", "orthanc", "orthanc-pg", "verity"],
-                    choices=["storescp", "orthanc", "orthanc-pg", "verity"])
+                    choices=["storescp", "orthanc", "orthanc-pg", "verity", "verity-base"],
+                    help="verity-base: runscp of --baseline-repo, beside verity in one run")
     ap.add_argument("--modes", nargs="+", default=["nodelay", "nagle"],
                     choices=["nodelay", "nagle"])
     ap.add_argument("--pdu", type=int, default=None,
@@ -555,6 +561,8 @@ def main() -> int:
                     help="runscp --processes (default: RV_SCP_PROCESSES)")
     ap.add_argument("--verity-repo", default=str(REPO),
                     help="run manage.py runscp from this checkout (to compare versions)")
+    ap.add_argument("--baseline-repo", default=str(REPO),
+                    help="the checkout the verity-base target runs (a commit before a change)")
     ap.add_argument("--workdir", default=None, help="where to write objects and stores")
     ap.add_argument("--keep", action="store_true", help="keep the work folder and logs")
     args = ap.parse_args()
