@@ -129,7 +129,6 @@ def _finish(event: Event, outcome: str) -> None:
         log.error("association log unavailable: %s", exc)
     finally:
         _forget(event)
-        streaming.discard_unfinished(event.assoc)
         if threading.current_thread() is event.assoc:
             connections.close_all()
 
@@ -156,16 +155,14 @@ def handle_store(event: Event) -> Dataset | int:
     """C-STORE: success only once the file is durable and its index row committed."""
     state = _state(event)
     calling = event.assoc.requestor.ae_title.strip()
-    if not state.may_store:
-        buffer = streaming.taken(event)
-        if buffer is not None:
-            buffer.part.discard()
-        state.failed += 1
-        return status_dataset(NOT_AUTHORIZED,
-                              f"{calling} is not registered to send objects here")
-    # Written to disk and hashed while it arrived (dicom_net.streaming), or not.
+    # Written to disk and hashed while it arrived (dicom_net.streaming), or not; its part
+    # is removed below whatever happens, unless the store renamed it into place.
     received = streaming.taken(event)
     try:
+        if not state.may_store:
+            state.failed += 1
+            return status_dataset(NOT_AUTHORIZED,
+                                  f"{calling} is not registered to send objects here")
         result = object_receive(
             data=received.data if received else event.encoded_dataset(include_meta=True),
             calling_ae=calling, source="c-store",

@@ -19,9 +19,9 @@ Once the last fragment is in, the DUL thread (idle until the peer has our answer
 the part and makes the folder it will go in, while the association thread parses the
 object. Nothing about durability changes: the part is fsynced, renamed into place and its
 folder fsynced before the index row is committed and 0x0000 sent, as before. A part left by an
-association that ended mid-transfer is removed when the association ends
+association that ended mid-transfer is removed when the association's thread ends
 (`discard_unfinished`); one left by a killed process is an `in-*.part` file that no index
-row refers to, removed at the next start (storage.remove_stale_partials) like any other.
+row refers to, removed at a later start (storage.remove_stale_partials) like any other.
 When the part cannot be written (a full disk, say), the buffer goes on in memory only and
 the store takes its old path, which reports the failure to the peer.
 """
@@ -174,11 +174,8 @@ class StreamingBuffer(io.BytesIO):
         self._forget()
         if part is None:
             return None
-        data = self._header + self.getvalue()
-        if part.size != len(data):  # cannot happen; never store what was not hashed
-            part.discard()
-            return None
-        return Received(data, part)
+        # instance_store and storage.place use the part only if it holds len(data) bytes.
+        return Received(self._header + self.getvalue(), part)
 
     def discard(self) -> None:
         with self._lock:

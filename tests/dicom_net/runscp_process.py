@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -58,3 +61,22 @@ def start_runscp(port: int, data_dir: Path, log_path: Path, *,
         time.sleep(0.1)
     proc.kill()
     pytest.fail(f"runscp did not listen within 60 s:\n{log_path.read_text()}")
+
+
+@contextlib.contextmanager
+def runscp(port: int, data_dir: Path, log_path: Path, *,
+           processes: int = 1) -> Iterator[subprocess.Popen]:
+    """start_runscp, killed on the way out if the test did not stop it (stop_runscp)."""
+    proc = start_runscp(port, data_dir, log_path, processes=processes)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=30)
+
+
+def stop_runscp(proc: subprocess.Popen, log_path: Path) -> None:
+    """SIGTERM, and runscp exits cleanly (status 0) within a minute."""
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 0, log_path.read_text()

@@ -3,7 +3,6 @@ send at once, and stop cleanly on SIGTERM."""
 
 from __future__ import annotations
 
-import signal
 import threading
 from pathlib import Path
 
@@ -14,7 +13,7 @@ from pynetdicom.sop_class import CTImageStorage
 
 from archive.models import Instance
 from tests.conftest import free_port
-from tests.dicom_net.runscp_process import start_runscp
+from tests.dicom_net.runscp_process import runscp, stop_runscp
 from tests.factories import ct_image
 
 PER_SENDER = 15
@@ -43,8 +42,7 @@ def test_two_processes_store_two_senders_and_stop_on_sigterm(data_dir: Path,
                                                               tmp_path: Path) -> None:
     port = free_port()
     log_path = tmp_path / "runscp.log"
-    proc = start_runscp(port, data_dir, log_path, processes=2)
-    try:
+    with runscp(port, data_dir, log_path, processes=2) as proc:
         acknowledged: list[str] = []
         senders = [threading.Thread(target=_send_series, args=(port, f"TWO-{k}", acknowledged))
                    for k in range(2)]
@@ -55,9 +53,4 @@ def test_two_processes_store_two_senders_and_stop_on_sigterm(data_dir: Path,
         assert len(acknowledged) == 2 * PER_SENDER, log_path.read_text()
         assert set(Instance.objects.values_list("sop_instance_uid", flat=True)) == set(
             acknowledged)
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=60) == 0, log_path.read_text()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=30)
+        stop_runscp(proc, log_path)

@@ -4,7 +4,6 @@ connection the server dropped is replaced before an association gets it."""
 
 from __future__ import annotations
 
-import signal
 from pathlib import Path
 
 import pytest
@@ -12,7 +11,7 @@ import pytest
 from archive.models import Instance
 from dicom_net.models import AssociationLog
 from tests.conftest import free_port
-from tests.dicom_net.runscp_process import start_runscp
+from tests.dicom_net.runscp_process import runscp, stop_runscp
 from tests.faults.procs import (
     assert_acknowledged_archived,
     echo_and_store,
@@ -31,8 +30,7 @@ def test_associations_reuse_pooled_connections_and_survive_their_loss(
         data_dir: Path, tmp_path: Path) -> None:
     log_path = tmp_path / "runscp.log"
     port = free_port()
-    proc = start_runscp(port, data_dir, log_path)
-    try:
+    with runscp(port, data_dir, log_path) as proc:
         acknowledged: list[str] = []
         seen: set[int] = set()
         for _ in range(ASSOCIATIONS):
@@ -53,9 +51,4 @@ def test_associations_reuse_pooled_connections_and_survive_their_loss(
         wait_for(lambda: AssociationLog.objects.filter(
             calling_ae="POOL_SCU", outcome=AssociationLog.Outcome.RELEASED).count()
             == ASSOCIATIONS + 1, "every association logged as released")
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=60) == 0, log_path.read_text()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=30)
+        stop_runscp(proc, log_path)
