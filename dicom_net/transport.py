@@ -208,6 +208,12 @@ class GuardedDUL(DULServiceProvider):
         if len(body) != length:
             self._closed()
             return
+        if pdu_type == _P_DATA_TF:
+            # A middle part of a C-STORE data set goes straight to its buffer
+            # (dicom_net.streaming.StreamingDIMSE.take_data_pdu); anything else, below.
+            take = getattr(self.assoc.dimse, "take_data_pdu", None)
+            if take is not None and take(self, body):
+                return
         try:
             pdu, event = self._decode_pdu(bytearray(header) + body)
         except Exception as exc:  # noqa: BLE001  as pynetdicom: Evt19, invalid PDU

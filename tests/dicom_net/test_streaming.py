@@ -4,6 +4,7 @@ over real associations to the SCP: the same bytes as before, and no file left be
 from __future__ import annotations
 
 import hashlib
+import struct
 import time
 from collections.abc import Callable
 from io import BytesIO
@@ -19,6 +20,7 @@ from pynetdicom.association import Association
 from pynetdicom.dimse_messages import C_STORE_RQ
 from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.dsutils import create_file_meta, encode, encode_file_meta
+from pynetdicom.pdu_primitives import A_ABORT, A_P_ABORT
 from pynetdicom.sop_class import CTImageStorage
 
 from archive import storage
@@ -44,6 +46,19 @@ def _expected_file(ds: Dataset) -> bytes:
     dataset = encode(ds, False, True)
     assert dataset is not None
     return b"\0" * 128 + b"DICM" + encode_file_meta(meta) + dataset
+
+
+def _store_message(ds: Dataset) -> C_STORE_RQ:
+    """A C-STORE-RQ for ds (Explicit VR Little Endian), ready to be encoded by hand."""
+    request = C_STORE()
+    request.MessageID = 1
+    request.AffectedSOPClassUID = ds.SOPClassUID
+    request.AffectedSOPInstanceUID = ds.SOPInstanceUID
+    request.Priority = 2
+    request.DataSet = BytesIO(encode(ds, False, True))
+    message = C_STORE_RQ()
+    message.primitive_to_message(request)
+    return message
 
 
 def _parts() -> list[Path]:
@@ -104,14 +119,7 @@ def test_a_transfer_cut_short_by_an_abort_leaves_no_part_file(
         live_scp: tuple[str, int]) -> None:
     assoc = _associate(live_scp[1])
     ds = ct_image(rows=512, cols=512, patient_id="STREAM-3")
-    request = C_STORE()
-    request.MessageID = 1
-    request.AffectedSOPClassUID = ds.SOPClassUID
-    request.AffectedSOPInstanceUID = ds.SOPInstanceUID
-    request.Priority = 2
-    request.DataSet = BytesIO(encode(ds, False, True))
-    message = C_STORE_RQ()
-    message.primitive_to_message(request)
+    message = _store_message(ds)
     context = assoc.accepted_contexts[0]
     fragments = list(message.encode_msg(context.context_id, 16384))
     assert len(fragments) > 10
@@ -173,3 +181,112 @@ def test_an_odd_uid_takes_pydicoms_own_writer() -> None:
             sop_class_uid=UID(str(CTImageStorage)), sop_instance_uid=UID(odd),
             transfer_syntax=UID(ExplicitVRLittleEndian)))
         assert streaming.file_meta(str(CTImageStorage), odd, ExplicitVRLittleEndian) == expected
+
+
+# --- P-DATA-TF PDUs taken straight into the buffer (StreamingDIMSE.take_data_pdu) ----------
+
+def _pdvs(assoc: Association, ds: Dataset, pdv: int) -> tuple[int, list[tuple[int, bytes]]]:
+    """A C-STORE request for ds as (context ID, PDV value) pairs, `pdv` bytes at most."""
+    message = _store_message(ds)
+    context_id = assoc.accepted_contexts[0].context_id
+    assert context_id is not None
+    pdvs = [item for p in message.encode_msg(context_id, pdv)
+            for item in p.presentation_data_value_list]
+    return context_id, pdvs
+
+
+def _p_data(items: list[tuple[int, bytes]]) -> bytes:
+    body = b"".join(struct.pack(">LB", len(value) + 1, cid) + value for cid, value in items)
+    return struct.pack(">BBL", 0x04, 0, len(body)) + body
+
+
+def _send_grouped(assoc: Association, groups: list[list[tuple[int, bytes]]]) -> str:
+    """Send each group of PDVs as one P-DATA-TF, raw; the SCP's answer as a word."""
+    sock = assoc.dul.socket.socket
+    assoc._reactor_checkpoint.clear()  # the answer is ours to read, as send_c_store's is
+    try:
+        for group in groups:
+            sock.sendall(_p_data(group))
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if (not assoc.is_established or assoc.dul.state_machine.current_state == "Sta1"
+                    or isinstance(assoc.dul.peek_next_pdu(), (A_ABORT, A_P_ABORT))):
+                return "aborted"
+            _, answer = assoc.dimse.get_msg(block=False)
+            if answer is not None:
+                return f"0x{int(answer.Status):04X}"
+            time.sleep(0.01)
+    finally:
+        assoc._reactor_checkpoint.set()
+    pytest.fail("no answer from the SCP")
+
+
+def _grouping(name: str, context_id: int, pdvs: list[tuple[int, bytes]]
+              ) -> list[list[tuple[int, bytes]]]:
+    command, data = pdvs[:1], pdvs[1:]
+    middle, last = data[:-1], data[-1:]
+    if name == "one per PDU":
+        return [[item] for item in pdvs]
+    if name == "three per PDU":
+        return [command] + [data[k:k + 3] for k in range(0, len(data), 3)]
+    if name == "command with the first fragments":
+        return [command + data[:2]] + [[item] for item in data[2:]]
+    if name == "a fragment on another context":
+        other = (context_id + 2, middle[1][1])
+        return [command] + [[item] for item in middle[:1]] + [[other]] + \
+            [[item] for item in middle[2:]] + [last]
+    if name == "an item too short":
+        return [command] + [[item] for item in middle[:2]] + [[(context_id, b"")]] + \
+            [[item] for item in middle[2:]] + [last]
+    if name == "the data set ends early":  # the last fragment flagged too soon
+        cut = (context_id, bytes([middle[2][1][0] | 2]) + middle[2][1][1:])
+        return [command] + [[item] for item in middle[:2]] + [[cut]]
+    raise AssertionError(name)
+
+
+GROUPINGS = ["one per PDU", "three per PDU", "command with the first fragments",
+             "a fragment on another context", "an item too short", "the data set ends early"]
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("grouping", GROUPINGS)
+def test_pdus_taken_straight_end_as_pynetdicoms_path_does(
+        live_scp: tuple[str, int], grouping: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """However the peer packs its fragments, well-formed or not, the answer and what is
+    stored are the same whether middle fragments go straight to the buffer or through
+    pynetdicom's decoding (the fast path off)."""
+    taken = []
+    real = streaming.StreamingDIMSE.take_data_pdu
+
+    def counted(self, dul, body):  # type: ignore[no-untyped-def]
+        took = real(self, dul, body)
+        taken.append(took)
+        return took
+
+    outcomes = []
+    for fast in (True, False):
+        monkeypatch.setattr(streaming.StreamingDIMSE, "take_data_pdu",
+                            counted if fast else (lambda self, dul, body: False))
+        ds = ct_image(rows=128, cols=128, patient_id="STREAM-PDU")
+        assoc = _associate(live_scp[1])
+        try:
+            context_id, pdvs = _pdvs(assoc, ds, 4096)
+            assert len(pdvs) > 8
+            answer = _send_grouped(assoc, _grouping(grouping, context_id, pdvs))
+        finally:
+            if assoc.is_established:
+                assoc.release()
+        row = Instance.objects.filter(sop_instance_uid=ds.SOPInstanceUID).first()
+        stored = storage.absolute_path(row.path).read_bytes() if row else None
+        if grouping in ("one per PDU", "three per PDU", "command with the first fragments",
+                        "a fragment on another context"):
+            assert answer == "0x0000" and stored == _expected_file(ds)
+        _wait_for(lambda: not _parts(), "no part file left")
+        outcomes.append((answer, stored is not None, stored == _expected_file(ds)))
+    assert outcomes[0] == outcomes[1]
+    if grouping == "an item too short":  # pynetdicom cannot decode it: A-ABORT
+        assert outcomes[0] == ("aborted", False, False)
+    if grouping == "the data set ends early":  # whole by the flags, not by its bytes
+        assert outcomes[0] == ("0xC210", False, False)
+    if grouping in ("one per PDU", "three per PDU", "command with the first fragments"):
+        assert any(taken)  # the PDUs did go straight to the buffer
