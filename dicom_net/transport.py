@@ -123,6 +123,11 @@ def a_abort(reason: int) -> bytes:
 class GuardedDUL(DULServiceProvider):
     """pynetdicom's DUL, reading a PDU only when its header is one we accept."""
 
+    # A PDU taken straight into a C-STORE's buffer queues no event, so pynetdicom's reactor
+    # pauses before its next pass: 1 ms here (TLS keeps pynetdicom's polling), none in
+    # WakefulDUL, whose pause ends as soon as the peer's next bytes are readable.
+    _takes_data_pdus = False
+
     def _pdu_limit(self, pdu_type: int) -> int:
         if pdu_type != _P_DATA_TF:
             return MAX_CONTROL_PDU
@@ -208,7 +213,7 @@ class GuardedDUL(DULServiceProvider):
         if len(body) != length:
             self._closed()
             return
-        if pdu_type == _P_DATA_TF:
+        if pdu_type == _P_DATA_TF and self._takes_data_pdus:
             # A middle part of a C-STORE data set goes straight to its buffer
             # (dicom_net.streaming.StreamingDIMSE.take_data_pdu); anything else, below.
             take = getattr(self.assoc.dimse, "take_data_pdu", None)
@@ -226,6 +231,8 @@ class GuardedDUL(DULServiceProvider):
 
 class WakefulDUL(GuardedDUL):
     """The DUL reactor, waking for work instead of sleeping 1 ms at a time."""
+
+    _takes_data_pdus = True
 
     _IDLE_WAIT = 0.05  # the longest idle wait: timers are looked at at least this often
     _wake_r: socket.socket | None

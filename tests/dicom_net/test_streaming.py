@@ -284,7 +284,7 @@ def test_pdus_taken_straight_end_as_pynetdicoms_path_does(
         _wait_for(lambda: not _parts(), "no part file left")
         outcomes.append((answer, stored is not None, stored == _expected_file(ds)))
     assert outcomes[0] == outcomes[1]
-    if grouping == "an item too short":  # pynetdicom cannot decode it: A-ABORT
+    if grouping == "an item too short":  # pynetdicom fails on it: the association ends
         assert outcomes[0] == ("aborted", False, False)
     if grouping == "the data set ends early":  # whole by the flags, not by its bytes
         assert outcomes[0] == ("0xC210", False, False)
