@@ -68,62 +68,53 @@ def test_a_data_set_in_explicit_vr_is_pydicoms() -> None:
     assert commands.encode(ds, False, True) == pydicom_encode(ds, False, True)
 
 
+def _primitive(kind: type, **values: object) -> object:
+    """A DIMSE primitive of `kind` with these parameters set, in this order."""
+    primitive = kind()
+    for name, value in values.items():
+        setattr(primitive, name, value)
+    return primitive
+
+
+CT = "1.2.840.10008.5.1.4.1.1.2"
+
+
 def _messages() -> list[tuple[str, object]]:
-    store_rq = C_STORE()
-    store_rq.MessageID = 12
-    store_rq.AffectedSOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
-    store_rq.AffectedSOPInstanceUID = "1.2.3.4.5.6.7"
-    store_rq.Priority = 2
-    store_rq.DataSet = BytesIO(b"\x08\x00\x16\x00\x02\x00\x00\x001\x00")
-    store_rsp = C_STORE()
-    store_rsp.MessageIDBeingRespondedTo = 12
-    store_rsp.AffectedSOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
-    store_rsp.AffectedSOPInstanceUID = "1.2.3.4.5.6.7"
-    store_rsp.Status = 0x0000
-    refused = C_STORE()
-    refused.MessageIDBeingRespondedTo = 13
-    refused.AffectedSOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
-    refused.AffectedSOPInstanceUID = "1.2.3.4.5.6.8"
-    refused.Status = 0xC210
-    refused.ErrorComment = "cannot understand the data set"  # type: ignore[assignment]
-    echo_rq = C_ECHO()
-    echo_rq.MessageID = 1
-    echo_rq.AffectedSOPClassUID = "1.2.840.10008.1.1"
-    echo_rsp = C_ECHO()
-    echo_rsp.MessageIDBeingRespondedTo = 1
-    echo_rsp.AffectedSOPClassUID = "1.2.840.10008.1.1"
-    echo_rsp.Status = 0x0000
-    find_rsp = C_FIND()
-    find_rsp.MessageIDBeingRespondedTo = 5
-    find_rsp.AffectedSOPClassUID = "1.2.840.10008.5.1.4.1.2.2.1"
-    find_rsp.Status = 0xFF00
-    find_rsp.Identifier = BytesIO(b"\x08\x00\x52\x00\x06\x00\x00\x00STUDY ")
-    move_rsp = C_MOVE()
-    move_rsp.MessageIDBeingRespondedTo = 6
-    move_rsp.AffectedSOPClassUID = "1.2.840.10008.5.1.4.1.2.2.2"
-    move_rsp.Status = 0xFF00
-    move_rsp.NumberOfRemainingSuboperations = 3
-    move_rsp.NumberOfCompletedSuboperations = 1
-    move_rsp.NumberOfFailedSuboperations = 0
-    move_rsp.NumberOfWarningSuboperations = 0
-    action_rsp = N_ACTION()
-    action_rsp.MessageIDBeingRespondedTo = 9
-    action_rsp.AffectedSOPClassUID = "1.2.840.10008.1.20.1"
-    action_rsp.AffectedSOPInstanceUID = "1.2.840.10008.1.20.1.1"
-    action_rsp.ActionTypeID = 1
-    action_rsp.Status = 0x0000
-    report_rq = N_EVENT_REPORT()
-    report_rq.MessageID = 10
-    report_rq.AffectedSOPClassUID = "1.2.840.10008.5.1.4.34.6.4"
-    report_rq.AffectedSOPInstanceUID = "1.2.3.4"
-    report_rq.EventTypeID = 1
-    report_rq.EventInformation = BytesIO(b"\x00\x00\x00\x00")
-    return [("C-STORE-RQ", (C_STORE_RQ, store_rq)), ("C-STORE-RSP", (C_STORE_RSP, store_rsp)),
-            ("C-STORE-RSP refused", (C_STORE_RSP, refused)),
-            ("C-ECHO-RQ", (C_ECHO_RQ, echo_rq)), ("C-ECHO-RSP", (C_ECHO_RSP, echo_rsp)),
-            ("C-FIND-RSP", (C_FIND_RSP, find_rsp)), ("C-MOVE-RSP", (C_MOVE_RSP, move_rsp)),
-            ("N-ACTION-RSP", (N_ACTION_RSP, action_rsp)),
-            ("N-EVENT-REPORT-RQ", (N_EVENT_REPORT_RQ, report_rq))]
+    return [
+        ("C-STORE-RQ", (C_STORE_RQ, _primitive(
+            C_STORE, MessageID=12, AffectedSOPClassUID=CT,
+            AffectedSOPInstanceUID="1.2.3.4.5.6.7", Priority=2,
+            DataSet=BytesIO(b"\x08\x00\x16\x00\x02\x00\x00\x001\x00")))),
+        ("C-STORE-RSP", (C_STORE_RSP, _primitive(
+            C_STORE, MessageIDBeingRespondedTo=12, AffectedSOPClassUID=CT,
+            AffectedSOPInstanceUID="1.2.3.4.5.6.7", Status=0x0000))),
+        ("C-STORE-RSP refused", (C_STORE_RSP, _primitive(
+            C_STORE, MessageIDBeingRespondedTo=13, AffectedSOPClassUID=CT,
+            AffectedSOPInstanceUID="1.2.3.4.5.6.8", Status=0xC210,
+            ErrorComment="cannot understand the data set"))),
+        ("C-ECHO-RQ", (C_ECHO_RQ, _primitive(
+            C_ECHO, MessageID=1, AffectedSOPClassUID="1.2.840.10008.1.1"))),
+        ("C-ECHO-RSP", (C_ECHO_RSP, _primitive(
+            C_ECHO, MessageIDBeingRespondedTo=1, AffectedSOPClassUID="1.2.840.10008.1.1",
+            Status=0x0000))),
+        ("C-FIND-RSP", (C_FIND_RSP, _primitive(
+            C_FIND, MessageIDBeingRespondedTo=5,
+            AffectedSOPClassUID="1.2.840.10008.5.1.4.1.2.2.1", Status=0xFF00,
+            Identifier=BytesIO(b"\x08\x00\x52\x00\x06\x00\x00\x00STUDY ")))),
+        ("C-MOVE-RSP", (C_MOVE_RSP, _primitive(
+            C_MOVE, MessageIDBeingRespondedTo=6,
+            AffectedSOPClassUID="1.2.840.10008.5.1.4.1.2.2.2", Status=0xFF00,
+            NumberOfRemainingSuboperations=3, NumberOfCompletedSuboperations=1,
+            NumberOfFailedSuboperations=0, NumberOfWarningSuboperations=0))),
+        ("N-ACTION-RSP", (N_ACTION_RSP, _primitive(
+            N_ACTION, MessageIDBeingRespondedTo=9, AffectedSOPClassUID="1.2.840.10008.1.20.1",
+            AffectedSOPInstanceUID="1.2.840.10008.1.20.1.1", ActionTypeID=1,
+            Status=0x0000))),
+        ("N-EVENT-REPORT-RQ", (N_EVENT_REPORT_RQ, _primitive(
+            N_EVENT_REPORT, MessageID=10, AffectedSOPClassUID="1.2.840.10008.5.1.4.34.6.4",
+            AffectedSOPInstanceUID="1.2.3.4", EventTypeID=1,
+            EventInformation=BytesIO(b"\x00\x00\x00\x00")))),
+    ]
 
 
 @pytest.mark.parametrize("message_class,primitive", [m for _, m in _messages()],
