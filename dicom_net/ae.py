@@ -68,7 +68,7 @@ from pynetdicom.sop_class import (
 )
 from pynetdicom.transport import RequestHandler, ThreadedAssociationServer
 
-from dicom_net import commands, negotiation, streaming
+from dicom_net import assoc_setup, commands, negotiation, streaming
 from dicom_net.models import Node
 from dicom_net.sending import install_file_sender
 from dicom_net.transport import MAX_CONTROL_PDU, PeerSocket, guard, speed_up
@@ -417,6 +417,7 @@ def tls_context() -> ssl.SSLContext | None:
 def build_ae(*, ae_title: str | None = None) -> VerityAE:
     negotiation.install()  # the UID checks of every negotiation, remembered
     commands.install()  # command sets encoded directly (dicom_net.commands)
+    assoc_setup.install()  # the A-ASSOCIATE-AC encoded directly (dicom_net.assoc_setup)
     ae = VerityAE(ae_title=ae_title or settings.RV_AE_TITLE)
     ae.maximum_pdu_size = settings.RV_MAX_PDU
     ae.maximum_associations = 50

@@ -16,7 +16,8 @@ our delayed ACKs. What this module changes, for the associations Verity accepts 
 
 And what a peer may send (issue 12), for every association Verity accepts (`guard`):
 
-- `GuardedDUL`: a PDU whose header declares more than we accept (our maximum PDU for
+- `GuardedDUL`: (issue 16) the association set-up's PDUs through dicom_net.assoc_setup;
+  a PDU whose header declares more than we accept (our maximum PDU for
   P-DATA-TF, `MAX_CONTROL_PDU` for the others), or a PDU type PS3.8 does not define, is
   answered with an A-ABORT at once, before anything is allocated or read.
 
@@ -43,6 +44,8 @@ import pynetdicom
 from pynetdicom import association as _association
 from pynetdicom.dul import DULServiceProvider
 from pynetdicom.transport import AssociationSocket
+
+from dicom_net import assoc_setup
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +130,15 @@ class GuardedDUL(DULServiceProvider):
     # pauses before its next pass: 1 ms here (TLS keeps pynetdicom's polling), none in
     # WakefulDUL, whose pause ends as soon as the peer's next bytes are readable.
     _takes_data_pdus = False
+    # The A-ASSOCIATE-AC encoded directly, the A-ASSOCIATE-RQ decoded once per distinct
+    # request (dicom_net.assoc_setup).
+    _encodes_ac = True
+
+    def _decode_pdu(self, bytestream: bytearray) -> tuple[Any, str]:
+        if bytestream[:1] == b"\x01" and not assoc_setup.announces(self.assoc,
+                                                                    assoc_setup.RECV_EVENTS):
+            return assoc_setup.decoded_rq(bytes(bytestream)), "Evt6"
+        return cast(tuple[Any, str], super()._decode_pdu(bytestream))
 
     def _pdu_limit(self, pdu_type: int) -> int:
         if pdu_type != _P_DATA_TF:
