@@ -308,7 +308,7 @@ def _insert_into_held_series(attrs: IndexAttrs, fields: dict[str, Any]) -> Insta
                attrs.issuer_of_patient_id]
     sql = _insert_into_held_series_sql(conn.alias, tuple(values))
     if conn.vendor == "postgresql":
-        row = _execute_prepared(conn, sql, params)
+        row = execute_prepared(conn, sql, params)
     else:
         with conn.cursor() as cursor:
             cursor.execute(sql, params)
@@ -321,7 +321,7 @@ def _insert_into_held_series(attrs: IndexAttrs, fields: dict[str, Any]) -> Insta
     return instance
 
 
-def _execute_prepared(conn: Any, sql: str, params: list[Any]) -> tuple[Any, ...] | None:
+def execute_prepared(conn: Any, sql: str, params: list[Any]) -> tuple[Any, ...] | None:
     """One statement as a server-side prepared statement on this connection (psycopg keeps
     it for the connection's life; the SCP's connections are pooled, dicom_net.dbpool).
     Django's cursors bind parameters on the client, so PostgreSQL parsed and planned the
@@ -332,6 +332,8 @@ def _execute_prepared(conn: Any, sql: str, params: list[Any]) -> tuple[Any, ...]
     conn.ensure_connection()
     with conn.wrap_database_errors, Cursor(conn.connection) as cursor:
         cursor.execute(sql, params, prepare=True)
+        if cursor.description is None:  # a statement returning no rows (an UPDATE)
+            return None
         return cast(tuple[Any, ...] | None, cursor.fetchone())
 
 

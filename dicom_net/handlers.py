@@ -25,7 +25,7 @@ from pynetdicom.events import Event
 from pynetdicom.sop_class import StorageCommitmentPushModel
 
 from archive.errors import StoreError
-from dicom_net import streaming
+from dicom_net import assoc_log, streaming
 from dicom_net.commitment import handle_commitment_action, handle_commitment_report
 from dicom_net.models import AssociationLog, Node
 from dicom_net.qr import QR_HANDLERS
@@ -78,10 +78,9 @@ def handle_accepted(event: Event) -> None:
     try:
         if not settings.RV_ACCEPT_UNKNOWN_AE:
             state.may_store = Node.objects.filter(ae_title=calling, can_store=True).exists()
-        row = AssociationLog.objects.create(
+        state.log_id = assoc_log.log_open(
             calling_ae=calling, called_ae=event.assoc.acceptor.ae_title.strip(),
-            peer_host=host, peer_port=port, pid=os.getpid())
-        state.log_id = row.pk
+            peer_host=host, peer_port=port)
     except DatabaseError as exc:
         log.error("association log unavailable: %s", exc)
 
@@ -116,8 +115,8 @@ def _finish(event: Event, outcome: str) -> None:
         for attempt in range(2):  # once more on a new connection if this one was dropped
             try:
                 if state.log_id is not None:
-                    AssociationLog.objects.filter(pk=state.log_id).update(
-                        ended_at=timezone.now(), outcome=outcome, stored=state.stored,
+                    assoc_log.log_end(
+                        state.log_id, outcome=outcome, stored=state.stored,
                         duplicates=state.duplicates, failed=state.failed,
                         echoes=state.echoes, failures=state.failures)
                 break
