@@ -11,7 +11,8 @@ for the associations Verity accepts (`transport.GuardedDUL`) only:
 
 - `decoded_rq`: a decoded A-ASSOCIATE-RQ PDU is remembered by its bytes (at most
   `RQ_CACHE_ENTRIES` requests of at most `RQ_CACHE_MAX_BYTES` each, least recently used
-  first out). pynetdicom only reads a received PDU (`AE_6`: its protocol version and
+  first out; never one carrying a user identity, whose password or token is then not
+  kept past its association). pynetdicom only reads a received PDU (`AE_6`: its protocol version and
   `to_primitive()`, which builds new primitives, contexts and lists every time), so one
   decoded object can stand for the same bytes in every association, as a remembered UID
   does for the same text (dicom_net.negotiation). A peer sending ever-new requests costs
@@ -97,9 +98,16 @@ def decoded_rq(data: bytes) -> A_ASSOCIATE_RQ:
     if pdu is None:
         pdu = A_ASSOCIATE_RQ()
         pdu.decode(data)
-        if len(data) <= RQ_CACHE_MAX_BYTES:
+        if len(data) <= RQ_CACHE_MAX_BYTES and not _has_identity(pdu):
             requests.put(data, pdu)
     return pdu
+
+
+def _has_identity(pdu: A_ASSOCIATE_RQ) -> bool:
+    """A request carrying a user identity (a name, a password, a token) is not kept past its
+    association."""
+    user = pdu.user_information
+    return user is None or user.user_identity is not None
 
 
 def announces(assoc: Any, events: tuple[Any, ...]) -> bool:

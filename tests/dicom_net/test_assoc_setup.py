@@ -120,7 +120,7 @@ def test_a_context_without_a_transfer_syntax_is_left_to_pynetdicom() -> None:
     assert assoc_setup.encode_ac(primitive) is None
 
 
-def _request(contexts: int, calling: str = "SENDER") -> bytes:
+def _request(contexts: int, calling: str = "SENDER", password: bytes = b"") -> bytes:
     primitive = A_ASSOCIATE()
     primitive.application_context_name = "1.2.840.10008.3.1.1.1"
     primitive.calling_ae_title = calling
@@ -139,6 +139,12 @@ def _request(contexts: int, calling: str = "SENDER") -> bytes:
     uid = ImplementationClassUIDNotification()
     uid.implementation_class_uid = "1.2.276.0.7230010.3.0.3.6.7"
     primitive.user_information = [length, uid]
+    if password:
+        identity = UserIdentityNegotiation()
+        identity.user_identity_type = 2
+        identity.primary_field = b"physicist"
+        identity.secondary_field = password
+        primitive.user_information.append(identity)
     return bytes(A_ASSOCIATE_RQ(primitive).encode())
 
 
@@ -188,6 +194,15 @@ def test_the_cache_is_bounded_in_entries_and_in_size() -> None:
         assert len(assoc_setup.requests) == 0
     finally:
         assoc_setup.RQ_CACHE_MAX_BYTES = old
+
+
+@pytest.mark.usefixtures("fresh_cache")
+def test_a_request_carrying_a_password_is_not_kept() -> None:
+    data = _request(3, password=b"s3cret")
+    pdu = assoc_setup.decoded_rq(data)
+    assert pdu.to_primitive().user_information[-1].secondary_field == b"s3cret"
+    assert len(assoc_setup.requests) == 0
+    assert assoc_setup.decoded_rq(data) is not pdu
 
 
 @pytest.mark.usefixtures("fresh_cache")
