@@ -16,7 +16,7 @@ import functools
 import os
 from typing import Any, cast
 
-from django.db import connections, router
+from django.db import DatabaseError, connections, router
 from django.db.models import Field
 from django.utils import timezone
 
@@ -78,7 +78,7 @@ def log_open(*, calling_ae: str, called_ae: str, peer_host: str,
               for f in _fields()]
     got = _run(conn, _insert_sql(conn.alias), params)
     if got is None:
-        raise RuntimeError("the association log's INSERT returned no row")
+        raise DatabaseError("the association log's INSERT returned no row")
     return int(got[0])
 
 

@@ -9,14 +9,18 @@ A-ASSOCIATE-AC was built as a tree of item objects from the negotiated primitive
 encoded (`A_ASSOCIATE_AC(primitive).encode()`, another 12 %). What this module changes,
 for the associations Verity accepts (`transport.GuardedDUL`) only:
 
-- `decoded_rq`: a decoded A-ASSOCIATE-RQ PDU is remembered by its bytes (at most
-  `RQ_CACHE_ENTRIES` requests of at most `RQ_CACHE_MAX_BYTES` each, least recently used
-  first out; never one carrying a user identity, whose password or token is then not
-  kept past its association). pynetdicom only reads a received PDU (`AE_6`: its protocol version and
-  `to_primitive()`, which builds new primitives, contexts and lists every time), so one
-  decoded object can stand for the same bytes in every association, as a remembered UID
-  does for the same text (dicom_net.negotiation). A peer sending ever-new requests costs
-  a decode each, as before, and at most the bounded cache.
+- `decoded_rq` / `remember_rq`: a decoded A-ASSOCIATE-RQ PDU is remembered by its bytes
+  once its association has been accepted (never before: a peer that is then rejected,
+  or never answered, leaves nothing behind), at most `RQ_CACHE_ENTRIES` requests of at
+  most `RQ_CACHE_MAX_BYTES` and `RQ_CACHE_MAX_ITEMS` items each, least recently used first
+  out, and never one carrying a user identity (its password or token is not kept past its
+  association) or more than one user information item. The key includes pynetdicom's
+  UID-conformance setting, which decoding depends on. pynetdicom only reads a received
+  PDU (`AE_6`: its protocol version and `to_primitive()`, which builds new primitives,
+  contexts and lists every time), so one decoded object can stand for the same bytes in
+  every association, as a remembered UID does for the same text (dicom_net.negotiation).
+  A peer sending ever-new requests costs a decode each, as before. What pynetdicom logs
+  while decoding (a non-conformant UID, say) is logged the first time only.
 - `encode_ac`: the A-ASSOCIATE-AC written from the primitive with `struct` (PS3.8 9.3.3),
   for the user information sub-items pynetdicom's acceptor puts in one (maximum length,
   implementation class UID and version name, asynchronous operations window, SCP/SCU role
@@ -36,8 +40,9 @@ from collections import OrderedDict
 from typing import Any
 
 import pynetdicom
-from pynetdicom import evt, fsm
+from pynetdicom import _config, evt, fsm
 from pynetdicom.pdu import A_ASSOCIATE_AC, A_ASSOCIATE_RQ
+from pynetdicom.pdu_items import PresentationContextItemRQ, UserInformationItem
 from pynetdicom.pdu_primitives import (
     AsynchronousOperationsWindowNegotiation,
     ImplementationClassUIDNotification,
@@ -48,11 +53,15 @@ from pynetdicom.pdu_primitives import (
 
 log = logging.getLogger(__name__)
 
-RQ_CACHE_ENTRIES = 32
-RQ_CACHE_MAX_BYTES = 64 * 1024  # 120 contexts of DCMTK's storescu: about 10 KiB
+RQ_CACHE_ENTRIES = 16
+RQ_CACHE_MAX_BYTES = 32 * 1024  # 120 contexts of DCMTK's storescu: about 16 KiB
+RQ_CACHE_MAX_ITEMS = 1024  # sub-items decoded (storescu's 120 contexts: about 500)
 
 RECV_EVENTS = (evt.EVT_DATA_RECV, evt.EVT_PDU_RECV)
 _SENT_EVENTS = (evt.EVT_DATA_SENT, evt.EVT_PDU_SENT)
+
+
+_Key = tuple[bytes, bool]  # the request's bytes, pynetdicom's ENFORCE_UID_CONFORMANCE
 
 
 class _RequestCache:
@@ -60,11 +69,11 @@ class _RequestCache:
 
     def __init__(self, entries: int) -> None:
         self._entries = entries
-        self._pdus: OrderedDict[bytes, A_ASSOCIATE_RQ] = OrderedDict()
+        self._pdus: OrderedDict[_Key, A_ASSOCIATE_RQ] = OrderedDict()
         self._lock = threading.Lock()
         self.hits = 0
 
-    def get(self, data: bytes) -> A_ASSOCIATE_RQ | None:
+    def get(self, data: _Key) -> A_ASSOCIATE_RQ | None:
         with self._lock:
             pdu = self._pdus.get(data)
             if pdu is not None:
@@ -72,7 +81,7 @@ class _RequestCache:
                 self.hits += 1
             return pdu
 
-    def put(self, data: bytes, pdu: A_ASSOCIATE_RQ) -> None:
+    def put(self, data: _Key, pdu: A_ASSOCIATE_RQ) -> None:
         with self._lock:
             self._pdus[data] = pdu
             self._pdus.move_to_end(data)
@@ -91,23 +100,38 @@ class _RequestCache:
 requests = _RequestCache(RQ_CACHE_ENTRIES)
 
 
+def _key(data: bytes) -> _Key:
+    return data, bool(_config.ENFORCE_UID_CONFORMANCE)
+
+
 def decoded_rq(data: bytes) -> A_ASSOCIATE_RQ:
-    """The A-ASSOCIATE-RQ PDU of these bytes (a whole PDU, header included), decoded once:
-    what pynetdicom's decode raises for bad bytes is raised here too, and nothing is kept."""
-    pdu = requests.get(data)
+    """The A-ASSOCIATE-RQ PDU of these bytes (a whole PDU, header included): remembered
+    (`remember_rq`) or decoded now; what pynetdicom's decode raises for bad bytes is raised
+    here too."""
+    pdu = requests.get(_key(data))
     if pdu is None:
         pdu = A_ASSOCIATE_RQ()
         pdu.decode(data)
-        if len(data) <= RQ_CACHE_MAX_BYTES and not _has_identity(pdu):
-            requests.put(data, pdu)
     return pdu
 
 
-def _has_identity(pdu: A_ASSOCIATE_RQ) -> bool:
-    """A request carrying a user identity (a name, a password, a token) is not kept past its
-    association."""
-    user = pdu.user_information
-    return user is None or user.user_identity is not None
+def remember_rq(data: bytes, pdu: A_ASSOCIATE_RQ) -> None:
+    """Keep the request of an association just accepted, if it may be kept."""
+    if len(data) <= RQ_CACHE_MAX_BYTES and _keepable(pdu):
+        requests.put(_key(data), pdu)
+
+
+def _keepable(pdu: A_ASSOCIATE_RQ) -> bool:
+    """One user information item without a user identity (a name, a password, a token),
+    and at most RQ_CACHE_MAX_ITEMS items in all."""
+    users = [item for item in pdu.variable_items if isinstance(item, UserInformationItem)]
+    if len(users) != 1 or users[0].user_identity is not None:
+        return False
+    items = len(pdu.variable_items) + len(users[0].user_data)
+    for item in pdu.variable_items:
+        if isinstance(item, PresentationContextItemRQ):
+            items += len(item.abstract_transfer_syntax_sub_items)
+    return items <= RQ_CACHE_MAX_ITEMS
 
 
 def announces(assoc: Any, events: tuple[Any, ...]) -> bool:
@@ -187,6 +211,10 @@ def _ae_7(dul: Any) -> str:
     if not getattr(dul, "_encodes_ac", False) or announces(dul.assoc, _SENT_EVENTS):
         return str(_STOCK_AE_7[1](dul))
     primitive = dul.to_provider_queue.get(False)
+    received = getattr(dul, "_verity_rq", None)
+    if received is not None:
+        dul._verity_rq = None
+        remember_rq(*received)
     data = encode_ac(primitive)
     if data is None:
         dul._send(A_ASSOCIATE_AC(primitive))

@@ -137,7 +137,10 @@ class GuardedDUL(DULServiceProvider):
     def _decode_pdu(self, bytestream: bytearray) -> tuple[Any, str]:
         if bytestream[:1] == b"\x01" and not assoc_setup.announces(self.assoc,
                                                                     assoc_setup.RECV_EVENTS):
-            return assoc_setup.decoded_rq(bytes(bytestream)), "Evt6"
+            data = bytes(bytestream)
+            pdu = assoc_setup.decoded_rq(data)
+            self._verity_rq = (data, pdu)  # remembered if the association is accepted (AE-7)
+            return pdu, "Evt6"
         return cast(tuple[Any, str], super()._decode_pdu(bytestream))
 
     def _pdu_limit(self, pdu_type: int) -> int:

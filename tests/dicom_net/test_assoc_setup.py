@@ -9,8 +9,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
-from pynetdicom import AE, build_role, evt
+from pynetdicom import AE, _config, build_role, evt
 from pynetdicom.pdu import A_ASSOCIATE_AC, A_ASSOCIATE_RQ
+from pynetdicom.pdu_items import UserInformationItem
 from pynetdicom.pdu_primitives import (
     A_ASSOCIATE,
     AsynchronousOperationsWindowNegotiation,
@@ -166,6 +167,8 @@ def _fields(pdu: A_ASSOCIATE_RQ) -> tuple[object, ...]:
 def test_a_request_is_decoded_once_and_each_association_gets_its_own_primitive() -> None:
     data = _request(120)
     first = assoc_setup.decoded_rq(data)
+    assert assoc_setup.decoded_rq(data) is not first  # not kept until accepted
+    assoc_setup.remember_rq(data, first)
     fresh = A_ASSOCIATE_RQ()
     fresh.decode(data)
     assert _fields(first) == _fields(fresh)
@@ -182,7 +185,8 @@ def test_a_request_is_decoded_once_and_each_association_gets_its_own_primitive()
 @pytest.mark.usefixtures("fresh_cache")
 def test_the_cache_is_bounded_in_entries_and_in_size() -> None:
     for k in range(3 * assoc_setup.RQ_CACHE_ENTRIES):
-        assoc_setup.decoded_rq(_request(3, calling=f"S{k}"))
+        data = _request(3, calling=f"S{k}")
+        assoc_setup.remember_rq(data, assoc_setup.decoded_rq(data))
     assert len(assoc_setup.requests) == assoc_setup.RQ_CACHE_ENTRIES
     big = _request(120)
     big_primitive = A_ASSOCIATE_RQ()
@@ -190,19 +194,58 @@ def test_the_cache_is_bounded_in_entries_and_in_size() -> None:
     assoc_setup.requests.clear()
     old, assoc_setup.RQ_CACHE_MAX_BYTES = assoc_setup.RQ_CACHE_MAX_BYTES, len(big) - 1
     try:
-        assert _fields(assoc_setup.decoded_rq(big)) == _fields(big_primitive)
+        pdu = assoc_setup.decoded_rq(big)
+        assoc_setup.remember_rq(big, pdu)
+        assert _fields(pdu) == _fields(big_primitive)
         assert len(assoc_setup.requests) == 0
     finally:
         assoc_setup.RQ_CACHE_MAX_BYTES = old
 
 
 @pytest.mark.usefixtures("fresh_cache")
+def test_a_request_of_many_items_is_not_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    data = _request(5)
+    pdu = assoc_setup.decoded_rq(data)
+    monkeypatch.setattr(assoc_setup, "RQ_CACHE_MAX_ITEMS", 12)
+    assoc_setup.remember_rq(data, pdu)
+    assert len(assoc_setup.requests) == 0
+    monkeypatch.setattr(assoc_setup, "RQ_CACHE_MAX_ITEMS", 1024)
+    assoc_setup.remember_rq(data, pdu)
+    assert len(assoc_setup.requests) == 1
+
+
+@pytest.mark.usefixtures("fresh_cache")
+def test_a_remembered_request_is_decoded_again_under_another_uid_setting(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    data = _request(3)
+    pdu = assoc_setup.decoded_rq(data)
+    assoc_setup.remember_rq(data, pdu)
+    assert assoc_setup.decoded_rq(data) is pdu
+    monkeypatch.setattr(_config, "ENFORCE_UID_CONFORMANCE",
+                        not _config.ENFORCE_UID_CONFORMANCE)
+    assert assoc_setup.decoded_rq(data) is not pdu
+
+
+@pytest.mark.usefixtures("fresh_cache")
 def test_a_request_carrying_a_password_is_not_kept() -> None:
     data = _request(3, password=b"s3cret")
     pdu = assoc_setup.decoded_rq(data)
+    assoc_setup.remember_rq(data, pdu)
     assert pdu.to_primitive().user_information[-1].secondary_field == b"s3cret"
     assert len(assoc_setup.requests) == 0
     assert assoc_setup.decoded_rq(data) is not pdu
+    # Nor with the identity in a second user information item (pynetdicom takes the last).
+    plain = _request(3)
+    second = _request(3, password=b"s3cret")
+    items = A_ASSOCIATE_RQ()
+    items.decode(second)
+    with_identity = [i for i in items.variable_items if isinstance(i, UserInformationItem)][0]
+    doubled = bytearray(plain) + with_identity.encode()
+    doubled[2:6] = (len(doubled) - 6).to_bytes(4, "big")
+    pdu = assoc_setup.decoded_rq(bytes(doubled))
+    assert pdu.to_primitive().user_information[-1].secondary_field == b"s3cret"
+    assoc_setup.remember_rq(bytes(doubled), pdu)
+    assert len(assoc_setup.requests) == 0
 
 
 @pytest.mark.usefixtures("fresh_cache")
@@ -240,6 +283,19 @@ def test_associations_over_a_real_socket_take_the_short_path_and_negotiate_alike
     assert any(uid == CTImageStorage for uid, *_ in accepted[0])
     assert assoc_setup.requests.hits >= 2  # the same request, decoded once
     assert assoc_setup.sent_direct - direct == 3
+
+
+@pytest.mark.usefixtures("fresh_cache")
+@pytest.mark.django_db(transaction=True)
+def test_a_rejected_association_leaves_nothing_in_the_cache(
+        live_scp: tuple[str, int]) -> None:
+    host, port = live_scp
+    ae = AE(ae_title="SENDER")
+    ae.add_requested_context(Verification)
+    for _ in range(2):
+        assoc = ae.associate(host, port, ae_title="NOT_VERITY")
+        assert assoc.is_rejected
+    assert len(assoc_setup.requests) == 0 and assoc_setup.requests.hits == 0
 
 
 @pytest.mark.usefixtures("fresh_cache")
