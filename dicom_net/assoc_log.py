@@ -82,13 +82,20 @@ def log_open(*, calling_ae: str, called_ae: str, peer_host: str,
     return int(got[0])
 
 
+def _printable(value: Any) -> Any:
+    """A peer's text as JSON PostgreSQL keeps: jsonb refuses U+0000, which a sender's SOP
+    Instance UID or a comment quoting its data may hold (the row would stay "open")."""
+    return value.replace("\x00", "\ufffd") if isinstance(value, str) else value
+
+
 def log_end(log_id: int, *, outcome: str, stored: int, duplicates: int, failed: int,
             echoes: int, failures: list[dict[str, Any]]) -> None:
     """How the association ended, and what it carried."""
     conn = _connection()
     values = {"ended_at": timezone.now(), "outcome": outcome, "stored": stored,
               "duplicates": duplicates, "failed": failed, "echoes": echoes,
-              "failures": failures}
+              "failures": [{key: _printable(value) for key, value in failure.items()}
+                           for failure in failures]}
     meta = AssociationLog._meta
     params = [cast(Field, meta.get_field(n)).get_db_prep_save(values[n], connection=conn)
               for n in _ENDING]

@@ -55,3 +55,16 @@ def test_a_value_the_column_cannot_hold_is_a_database_error_with_nothing_written
         assoc_log.log_open(calling_ae="A", called_ae="RV_SCP", peer_host="h",
                            peer_port=-1)  # PositiveIntegerField: a CHECK constraint
     assert not AssociationLog.objects.exists()
+
+
+def test_a_nul_in_a_peers_text_does_not_leave_the_row_open() -> None:
+    log_id = assoc_log.log_open(calling_ae="A", called_ae="RV_SCP", peer_host="h",
+                                peer_port=1)
+    assoc_log.log_end(log_id, outcome=AssociationLog.Outcome.RELEASED, stored=0,
+                      duplicates=0, failed=1, echoes=0,
+                      failures=[{"sop_instance_uid": "1.2\x003", "status": "0xA900",
+                                 "comment": "bad\x00"}])
+    row = AssociationLog.objects.get(pk=log_id)
+    assert row.outcome == "released"
+    assert row.failures == [{"sop_instance_uid": "1.2\ufffd3", "status": "0xA900",
+                             "comment": "bad\ufffd"}]
