@@ -307,12 +307,7 @@ def _insert_into_held_series(attrs: IndexAttrs, fields: dict[str, Any]) -> Insta
     params += [attrs.series_instance_uid, attrs.study_instance_uid, attrs.patient_id,
                attrs.issuer_of_patient_id]
     sql = _insert_into_held_series_sql(conn.alias, tuple(values))
-    if conn.vendor == "postgresql":
-        row = execute_prepared(conn, sql, params)
-    else:
-        with conn.cursor() as cursor:
-            cursor.execute(sql, params)
-            row = cursor.fetchone()
+    row = execute_one(conn, sql, params)
     if row is None:
         return None
     instance = Instance(pk=row[0], series_id=row[1], **values)
@@ -321,18 +316,25 @@ def _insert_into_held_series(attrs: IndexAttrs, fields: dict[str, Any]) -> Insta
     return instance
 
 
-def execute_prepared(conn: Any, sql: str, params: list[Any]) -> tuple[Any, ...] | None:
-    """One statement as a server-side prepared statement on this connection (psycopg keeps
-    it for the connection's life; the SCP's connections are pooled, dicom_net.dbpool).
-    Django's cursors bind parameters on the client, so PostgreSQL parsed and planned the
-    INSERT for every object: a quarter of a millisecond of the server's time, and the
-    quoting of every value in Python. Errors come out as Django's, as from its cursors."""
+def execute_one(conn: Any, sql: str, params: list[Any]) -> tuple[Any, ...] | None:
+    """One statement; its first row, or None (no row, or a statement without rows). On
+    PostgreSQL a server-side prepared statement on this connection (psycopg keeps it for
+    the connection's life; the SCP's connections are pooled, dicom_net.dbpool): Django's
+    cursors bind parameters on the client, so PostgreSQL parsed and planned the INSERT for
+    every object, a quarter of a millisecond of the server's time, and the quoting of
+    every value in Python. Elsewhere Django's cursor. Errors come out as Django's."""
+    if conn.vendor != "postgresql":
+        with conn.cursor() as django_cursor:
+            django_cursor.execute(sql, params)
+            if django_cursor.description is None:
+                return None
+            return cast(tuple[Any, ...] | None, django_cursor.fetchone())
     from psycopg import Cursor
 
     conn.ensure_connection()
     with conn.wrap_database_errors, Cursor(conn.connection) as cursor:
         cursor.execute(sql, params, prepare=True)
-        if cursor.description is None:  # a statement returning no rows (an UPDATE)
+        if cursor.description is None:
             return None
         return cast(tuple[Any, ...] | None, cursor.fetchone())
 

@@ -6,8 +6,8 @@ of the SCP's Python per association in issue 16's profile of one association per
 (a fifth of what was left after dicom_net.assoc_setup), most of it building the query.
 Here each is one INSERT ... RETURNING or UPDATE whose text is made once, with the values
 the model's fields prepare (defaults and `auto_now_add` included, as `save()` would), run
-as a server-side prepared statement on PostgreSQL (archive.services.execute_prepared) and
-through Django's cursor elsewhere. Errors come out as Django's database errors, as before.
+as a server-side prepared statement on PostgreSQL and through Django's cursor elsewhere
+(archive.services.execute_one). Errors come out as Django's database errors, as before.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from django.db import DatabaseError, connections, router
 from django.db.models import Field
 from django.utils import timezone
 
-from archive.services import execute_prepared
+from archive.services import execute_one
 from dicom_net.models import AssociationLog
 
 _ENDING = ("ended_at", "outcome", "stored", "duplicates", "failed", "echoes", "failures")
@@ -30,18 +30,10 @@ def _connection() -> Any:
     return connections[router.db_for_write(AssociationLog)]
 
 
-def _run(conn: Any, sql: str, params: list[Any]) -> tuple[Any, ...] | None:
-    if conn.vendor == "postgresql":
-        return execute_prepared(conn, sql, params)
-    with conn.cursor() as cursor:
-        cursor.execute(sql, params)
-        if cursor.description is None:
-            return None
-        return cast(tuple[Any, ...] | None, cursor.fetchone())
-
-
-def _fields() -> list[Field]:
-    return [cast(Field, f) for f in AssociationLog._meta.concrete_fields if not f.primary_key]
+@functools.cache
+def _fields() -> tuple[Field, ...]:
+    return tuple(cast(Field, f) for f in AssociationLog._meta.concrete_fields
+                 if not f.primary_key)
 
 
 def _column(field: Any) -> str:
@@ -76,7 +68,7 @@ def log_open(*, calling_ae: str, called_ae: str, peer_host: str,
                          peer_port=peer_port, pid=os.getpid())
     params = [f.get_db_prep_save(f.pre_save(row, add=True), connection=conn)
               for f in _fields()]
-    got = _run(conn, _insert_sql(conn.alias), params)
+    got = execute_one(conn, _insert_sql(conn.alias), params)
     if got is None:
         raise DatabaseError("the association log's INSERT returned no row")
     return int(got[0])
@@ -99,4 +91,4 @@ def log_end(log_id: int, *, outcome: str, stored: int, duplicates: int, failed: 
     meta = AssociationLog._meta
     params = [cast(Field, meta.get_field(n)).get_db_prep_save(values[n], connection=conn)
               for n in _ENDING]
-    _run(conn, _update_sql(conn.alias), [*params, log_id])
+    execute_one(conn, _update_sql(conn.alias), [*params, log_id])

@@ -211,7 +211,7 @@ def _ae_7(dul: Any) -> str:
     if not getattr(dul, "_encodes_ac", False) or announces(dul.assoc, _SENT_EVENTS):
         return str(_STOCK_AE_7[1](dul))
     primitive = dul.to_provider_queue.get(False)
-    received = getattr(dul, "_verity_rq", None)
+    received = dul._verity_rq  # set by transport.GuardedDUL._decode_pdu
     if received is not None:
         dul._verity_rq = None
         remember_rq(*received)

@@ -133,6 +133,7 @@ class GuardedDUL(DULServiceProvider):
     # The A-ASSOCIATE-AC encoded directly, the A-ASSOCIATE-RQ decoded once per distinct
     # request (dicom_net.assoc_setup).
     _encodes_ac = True
+    _verity_rq: tuple[bytes, Any] | None = None  # the request's bytes and decoded PDU
 
     def _decode_pdu(self, bytestream: bytearray) -> tuple[Any, str]:
         if bytestream[:1] == b"\x01" and not assoc_setup.announces(self.assoc,

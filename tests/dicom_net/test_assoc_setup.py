@@ -260,14 +260,20 @@ def test_bytes_pynetdicom_cannot_decode_raise_alike_and_are_not_kept() -> None:
     assert len(assoc_setup.requests) == 0
 
 
+def _sender(contexts: list[PresentationContext] | None = None) -> AE:
+    """A requestor proposing these contexts and Verification."""
+    ae = AE(ae_title="SENDER")
+    ae.requested_contexts = contexts or []
+    ae.add_requested_context(Verification)
+    return ae
+
+
 @pytest.mark.usefixtures("fresh_cache")
 @pytest.mark.django_db(transaction=True)
 def test_associations_over_a_real_socket_take_the_short_path_and_negotiate_alike(
         live_scp: tuple[str, int]) -> None:
     host, port = live_scp
-    ae = AE(ae_title="SENDER")
-    ae.requested_contexts = StoragePresentationContexts[:120]
-    ae.add_requested_context(Verification)
+    ae = _sender(StoragePresentationContexts[:120])
     roles = [build_role(CTImageStorage, scu_role=True, scp_role=True),
              build_role(RTPlanStorage, scu_role=True)]
     direct = assoc_setup.sent_direct
@@ -290,8 +296,7 @@ def test_associations_over_a_real_socket_take_the_short_path_and_negotiate_alike
 def test_a_rejected_association_leaves_nothing_in_the_cache(
         live_scp: tuple[str, int]) -> None:
     host, port = live_scp
-    ae = AE(ae_title="SENDER")
-    ae.add_requested_context(Verification)
+    ae = _sender()
     for _ in range(2):
         assoc = ae.associate(host, port, ae_title="NOT_VERITY")
         assert assoc.is_rejected
@@ -313,8 +318,7 @@ def test_with_pdu_handlers_bound_on_the_scp_pynetdicoms_path_runs(settings) -> N
         *HANDLERS, (evt.EVT_PDU_RECV, lambda e: received.append(e.pdu)),
         (evt.EVT_PDU_SENT, lambda e: sent.append(e.pdu))])
     try:
-        ae = AE(ae_title="SENDER")
-        ae.add_requested_context(Verification)
+        ae = _sender()
         direct = assoc_setup.sent_direct
         for _ in range(2):
             assoc = ae.associate("127.0.0.1", int(server.server_address[1]), ae_title="RV_SCP")
