@@ -83,6 +83,8 @@ class Part:
         self.size = 0
         self._synced = False
         self._lock = threading.Lock()  # sync_ahead in the receiving thread; commit, discard
+        self._folder: Path | None = None  # made ready by make_folder
+        self._folder_lock = threading.Lock()  # taken inside _lock, never the other way
 
     @classmethod
     def begin(cls) -> Part:
@@ -105,22 +107,34 @@ class Part:
         return self._hash.hexdigest()
 
     def sync_ahead(self) -> None:
-        """Once the last byte is in: fsync the part and make the folder its name goes in,
-        in the receiving thread while the handler still parses the object (the work
-        `place` would otherwise start with). A failure is left for `commit` to meet."""
+        """Once the last byte is in: fsync the part and then make the folder its name goes
+        in, in the receiving thread while the handler still parses the object (the work
+        `place` would otherwise start with). The handler, if it gets to `place` first,
+        makes the folder while this fsync runs: whichever thread starts the folder makes
+        it, and the other does not make it again. A failure is left for `commit`."""
         with self._lock:
             if self._fd is None:
                 return
             try:
                 os.fsync(self._fd)
                 self._synced = True
-                _ensure_dir(absolute_path(relative_path(self.sha256)).parent)
             except OSError as exc:
                 log.debug("sync ahead failed: %s", exc)
+                return
+        with contextlib.suppress(OSError):
+            self.make_folder(absolute_path(relative_path(self.sha256)).parent)
+
+    def make_folder(self, folder: Path) -> None:
+        """Make `folder` (and fsync the parents of what is new) unless this part's other
+        thread has made it or is making it now (then wait for it)."""
+        with self._folder_lock:
+            if self._folder != folder:
+                _ensure_dir(folder)
+                self._folder = folder
 
     def commit(self, final: Path) -> int:
-        """fsync the part (unless sync_ahead did) and rename it to `final`; returns its
-        mtime (ns)."""
+        """fsync the part (unless sync_ahead did), make `final`'s folder (unless done) and
+        rename the part to `final`; returns its mtime (ns)."""
         with self._lock:
             return self._commit(final)
 
@@ -131,6 +145,7 @@ class Part:
         try:
             if not self._synced:
                 os.fsync(fd)
+            self.make_folder(final.parent)
             mtime_ns = os.fstat(fd).st_mtime_ns  # before the rename, as in place()
         except BaseException:
             self._discard()
@@ -181,11 +196,12 @@ def place(data: bytes, sha256: str, part: Part | None = None) -> Placement:
         mtime_ns = _mark_reused(final, st)
         if mtime_ns is not None:
             return Placement(rel, False, mtime_ns)
-    _ensure_dir(final.parent)
     if part is not None and part.size == len(data) and part.sha256 == sha256:
+        part.make_folder(final.parent)  # while the receiving thread may still fsync it
         mtime_ns = part.commit(final)
         _fsync_dir(final.parent)
         return Placement(rel, True, mtime_ns)
+    _ensure_dir(final.parent)
     tmp_dir = root() / ".tmp"
     _ensure_dir(tmp_dir)
     fd, tmp_name = tempfile.mkstemp(dir=tmp_dir, prefix="in-", suffix=".part")

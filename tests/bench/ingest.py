@@ -572,14 +572,21 @@ def main() -> int:
     for tool in ("storescu", "storescp", "Orthanc", "psql", "unshare", "ip"):
         if shutil.which(tool) is None and tool in _needed(args):
             sys.exit(f"{tool} is not installed (apt-get install dcmtk orthanc postgresql)")
-    if os.environ.get(IN_NETNS) != "1":
-        if os.geteuid() != 0:
-            sys.exit("needs root for `unshare -n` (a network namespace with only loopback)")
-        env = dict(os.environ, **{IN_NETNS: "1"})
-        cmd = ["unshare", "-n", "--", "sh", "-c", 'ip link set lo up && exec "$@"', "sh",
-               PY, *sys.argv]
-        return subprocess.run(cmd, env=env).returncode
-    return run(args)
+    code = in_own_netns()
+    return run(args) if code is None else code
+
+
+def in_own_netns() -> int | None:
+    """Outside the benchmark's namespace: run this script again inside a fresh one holding
+    only loopback and return its exit code; inside it: None (go on)."""
+    if os.environ.get(IN_NETNS) == "1":
+        return None
+    if os.geteuid() != 0:
+        sys.exit("needs root for `unshare -n` (a network namespace with only loopback)")
+    env = dict(os.environ, **{IN_NETNS: "1"})
+    cmd = ["unshare", "-n", "--", "sh", "-c", 'ip link set lo up && exec "$@"', "sh",
+           PY, *sys.argv]
+    return subprocess.run(cmd, env=env).returncode
 
 
 def _needed(args: argparse.Namespace) -> set[str]:
