@@ -314,6 +314,34 @@ class Verity(Target):
         return int(out.stdout.strip())
 
 
+class Lean(Verity):
+    """tests/bench/lean_scp.py: a store-only Python receiver at Verity's durability, without
+    pynetdicom, pydicom, Django or Verity's other work; the ceiling of a Python receiver."""
+
+    db: str = PG_DB + "_lean"
+
+    def prepare(self) -> None:
+        psql = ["psql", "-h", PG_SOCKET, "-U", "postgres", "-q", "-v", "ON_ERROR_STOP=1"]
+        subprocess.run(psql + ["-c", f"DROP DATABASE IF EXISTS {self.db}"], check=True,
+                       timeout=60)
+        subprocess.run(psql + ["-c", f"CREATE DATABASE {self.db}"], check=True, timeout=60)
+
+    def start(self, nodelay: bool) -> None:
+        cmd = [PY, str(REPO / "tests" / "bench" / "lean_scp.py"), "--port", str(PORT),
+               "--data", str(self.work / f"{self.name}-data"),
+               "--dsn", f"host={PG_SOCKET} user=postgres dbname={self.db}"]
+        if self.processes:
+            cmd += ["--processes", str(self.processes)]
+        self._spawn(cmd, self.env(nodelay))
+
+    def stored(self, batch: Batch) -> int:
+        out = subprocess.run(
+            ["psql", "-h", PG_SOCKET, "-U", "postgres", "-d", self.db, "-tAq", "-c",
+             "SELECT count(*) FROM lean_instance WHERE sop_instance_uid LIKE "
+             f"'{batch.prefix}.%'"], capture_output=True, text=True, check=True, timeout=60)
+        return int(out.stdout.strip())
+
+
 def _pid_of(batch: Batch) -> str:
     data = batch.files[0].read_bytes()
     at = data.find(b"BENCH-")
@@ -450,6 +478,8 @@ def run(args: argparse.Namespace) -> int:
             verity = Verity("verity", work, args.pdu, processes=args.processes)
             verity.repo = Path(args.verity_repo).resolve()
             targets.append(verity)
+        elif name == "lean":
+            targets.append(Lean("lean", work, args.pdu, processes=args.processes))
         elif name == "verity-base":  # another checkout in the same run: before and after
             base = Verity("verity-base", work, args.pdu, processes=args.processes)
             base.repo, base.db = Path(args.baseline_repo).resolve(), PG_DB + "_base"
@@ -516,6 +546,7 @@ def report(results: dict, names: list[str], cases: list[Case], args: argparse.Na
     log(f"files/s, median of {args.rounds} round(s) (min-max); max PDU: {pdu}")
     head = "| mode | objects | sent as | senders | " + " | ".join(names)
     ratios = [(a, b) for a in names for b in names if a == "verity" and b != a]
+    ratios += [("lean", b) for b in names if b in ("orthanc", "orthanc-pg") and "lean" in names]
     head += "".join(f" | {a}/{b}" for a, b in ratios) + " |"
     log(head)
     log("|" + "---|" * (4 + len(names) + len(ratios)))
@@ -551,8 +582,10 @@ def main() -> int:
                     help="which objects to send (default: all workloads)")
     ap.add_argument("--targets", nargs="+",
                     default=["storescp", "orthanc", "orthanc-pg", "verity"],
-                    choices=["storescp", "orthanc", "orthanc-pg", "verity", "verity-base"],
-                    help="verity-base: runscp of --baseline-repo, beside verity in one run")
+                    choices=["storescp", "orthanc", "orthanc-pg", "verity", "verity-base",
+                             "lean"],
+                    help="verity-base: runscp of --baseline-repo, beside verity in one run; "
+                    "lean: tests/bench/lean_scp.py, the ceiling of a Python receiver")
     ap.add_argument("--modes", nargs="+", default=["nodelay", "nagle"],
                     choices=["nodelay", "nagle"])
     ap.add_argument("--pdu", type=int, default=None,

@@ -40,6 +40,9 @@ import ingest  # noqa: E402  (the benchmark's objects and helpers)
 
 PORT = 11133
 DB = "verity_profile"
+MODES = {"gil": ["--gil"], "idle": ["--idle"], "cpu": ["--native"]}  # py-spy's flags
+# py-spy reads native stacks only while the process is stopped (cpu mode costs the SCP more)
+NONBLOCKING = {"gil": ["--nonblocking"], "idle": ["--nonblocking"], "cpu": []}
 
 
 def _cpu_ticks(pid: int) -> tuple[int, int]:
@@ -99,7 +102,9 @@ def main() -> int:
     ap.add_argument("-n", type=int, default=100, help="objects profiled")
     ap.add_argument("--senders", type=int, default=2)
     ap.add_argument("--per-object", action="store_true", help="one association per object")
-    ap.add_argument("--mode", choices=["gil", "idle"], default="gil")
+    ap.add_argument("--mode", choices=list(MODES), default="gil",
+                    help="gil: the thread holding the GIL; idle: every thread's wall time; "
+                    "cpu: threads on a CPU, with native (C) frames")
     ap.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
     ap.add_argument("--top", type=int, default=40)
     ap.add_argument("--repo", default=str(ingest.REPO), help="the checkout whose runscp runs")
@@ -132,8 +137,8 @@ def main() -> int:
         _send(warm.files, args.senders, args.per_object)
         raw = work / "samples.txt"
         sampler = subprocess.Popen([spy, "record", "-p", str(scp.pid), "-r", str(args.rate),
-                                    f"--{args.mode}", "--format", "raw", "-o", str(raw),
-                                    "--nonblocking", "-d", "3600"],
+                                    *MODES[args.mode], "--format", "raw", "-o", str(raw),
+                                    *NONBLOCKING[args.mode], "-d", "3600"],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(1.0)
         before = _cpu_ticks(scp.pid)
