@@ -5,7 +5,8 @@ disk per object, counted, not read off documentation.
     .venv/bin/python tests/bench/durability.py              # Orthanc, Orthanc+PG, Verity
     .venv/bin/python tests/bench/durability.py -n 100 --kind small
 
-Each target of the ingest benchmark (`tests/bench/ingest.py`, the same configurations) is
+Each target of the ingest benchmark (`tests/bench/ingest.py`, the same configurations;
+`lean` is tests/bench/lean_scp.py, which is meant to match Verity's flushes) is
 started under `strace -f`, which records every fsync, fdatasync, sync_file_range and rename
 with the path of its file; `-n` fresh objects are sent by one `storescu` (one association,
 `TCP_NODELAY=1`); the target is stopped and its trace counted by what was flushed: the
@@ -123,8 +124,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("-n", type=int, default=50, help="objects per target")
     ap.add_argument("--kind", default="ct", choices=list(ingest.KIND_LABELS))
-    ap.add_argument("--targets", nargs="+", default=["orthanc", "orthanc-pg", "verity"],
-                    choices=["orthanc", "orthanc-pg", "verity"])
+    ap.add_argument("--targets", nargs="+", default=["orthanc", "orthanc-pg", "verity", "lean"],
+                    choices=["orthanc", "orthanc-pg", "verity", "lean"])
     ap.add_argument("--keep", action="store_true", help="keep the work folder and traces")
     args = ap.parse_args()
     for tool in ("strace", "storescu", "Orthanc", "psql"):
@@ -144,7 +145,8 @@ def main() -> int:
             elif name == "orthanc-pg":
                 target, uses_pg = ingest.OrthancPG(name, work, None), True
             else:
-                target, uses_pg = ingest.Verity(name, work, None, processes=1), True
+                kind = ingest.Lean if name == "lean" else ingest.Verity
+                target, uses_pg = kind(name, work, None, processes=1), True
                 target.prepare()
             result = measure(target, template, args.n, uses_pg)
             if result["stored"] != args.n:

@@ -342,6 +342,21 @@ class Lean(Verity):
         return int(out.stdout.strip())
 
 
+class LeanIndex(Verity):
+    """lean_scp.py --index verity: the lean receiver handing each object to Verity's store
+    (rv.ingest.object_receive), on a migrated database as Verity's."""
+
+    db: str = PG_DB + "_lean_index"
+
+    def start(self, nodelay: bool) -> None:
+        cmd = [PY, str(REPO / "tests" / "bench" / "lean_scp.py"), "--port", str(PORT),
+               "--data", str(self.work / f"{self.name}-data"), "--index", "verity",
+               "--dsn", "unused"]
+        if self.processes:
+            cmd += ["--processes", str(self.processes)]
+        self._spawn(cmd, self.env(nodelay))
+
+
 def _pid_of(batch: Batch) -> str:
     data = batch.files[0].read_bytes()
     at = data.find(b"BENCH-")
@@ -480,6 +495,8 @@ def run(args: argparse.Namespace) -> int:
             targets.append(verity)
         elif name == "lean":
             targets.append(Lean("lean", work, args.pdu, processes=args.processes))
+        elif name == "lean-index":
+            targets.append(LeanIndex("lean-index", work, args.pdu, processes=args.processes))
         elif name == "verity-base":  # another checkout in the same run: before and after
             base = Verity("verity-base", work, args.pdu, processes=args.processes)
             base.repo, base.db = Path(args.baseline_repo).resolve(), PG_DB + "_base"
@@ -583,9 +600,10 @@ def main() -> int:
     ap.add_argument("--targets", nargs="+",
                     default=["storescp", "orthanc", "orthanc-pg", "verity"],
                     choices=["storescp", "orthanc", "orthanc-pg", "verity", "verity-base",
-                             "lean"],
+                             "lean", "lean-index"],
                     help="verity-base: runscp of --baseline-repo, beside verity in one run; "
-                    "lean: tests/bench/lean_scp.py, the ceiling of a Python receiver")
+                    "lean: tests/bench/lean_scp.py, the ceiling of a Python receiver; "
+                    "lean-index: the same handing each object to Verity's store")
     ap.add_argument("--modes", nargs="+", default=["nodelay", "nagle"],
                     choices=["nodelay", "nagle"])
     ap.add_argument("--pdu", type=int, default=None,

@@ -15,6 +15,13 @@ or timeouts against a hostile peer, no clinical import, no audit. So the figure 
 is how fast a Python receiver could be at Verity's durability, and the gap between it and
 Verity is what pynetdicom, pydicom, Django and the clinical work cost.
 
+With `--index verity` (the `lean-index` target) the lean receiver hands each object to
+Verity's own store instead of its one INSERT: `rv.ingest.object_receive`, as Verity's
+C-STORE handler does (header read, archive index, clinical hooks, the same durable
+placement), one worker thread per process with its database connection. The gap between
+`lean-index` and Verity is then pynetdicom and the association's own work; between `lean`
+and `lean-index`, the store's.
+
 One process per core accepts on the shared port (SO_REUSEPORT), a thread per association.
 Accepts every presentation context whose transfer syntaxes include Explicit or Implicit VR
 Little Endian; answers C-ECHO; any other request aborts.
@@ -182,6 +189,44 @@ class Store:
         self.db.commit()
 
 
+class VerityStore:
+    """Verity's store (`--index verity`): parts written by archive.storage.Part, each object
+    given to rv.ingest.object_receive in one worker thread (one database connection)."""
+
+    def __init__(self) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        from archive.storage import Part
+        from rv.ingest import object_receive
+
+        self.part_type, self.receive = Part, object_receive
+        self.worker = ThreadPoolExecutor(max_workers=1)
+
+    def begin(self, meta: bytes) -> tuple:
+        part = self.part_type.begin()
+        part.append(meta)
+        return part, bytearray(meta)
+
+    @staticmethod
+    def append(state: tuple, value: memoryview) -> None:
+        state[0].append(value)
+        state[1].extend(value)
+
+    def finish(self, state: tuple, calling: str, sop_class: str) -> None:
+        part, data = state
+        part.sync_ahead()
+        try:
+            self.worker.submit(self.receive, data=bytes(data), calling_ae=calling,
+                               source="c-store", expected_sop_class=sop_class,
+                               part=part).result()
+        finally:
+            part.discard()
+
+    @staticmethod
+    def drop(state: tuple) -> None:
+        state[0].discard()
+
+
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
@@ -190,10 +235,12 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def serve_association(sock: socket.socket, store: Store, lock: threading.Lock) -> None:
+def serve_association(sock: socket.socket, store: Store | VerityStore,
+                      lock: threading.Lock) -> None:
     kind, rq = _read_pdu(sock)
     if kind != 0x01:
         return
+    calling = bytes(rq[20:36]).decode(errors="replace").strip()
     ac, accepted = accept(rq)
     sock.sendall(ac)
     command = bytearray()
@@ -234,6 +281,13 @@ def serve_association(sock: socket.socket, store: Store, lock: threading.Lock) -
                 if part is None:
                     sock.sendall(_pdu(0x07, bytes(4)))
                     return
+                if isinstance(store, VerityStore):
+                    store.append(part, value)
+                    if control & 2:
+                        store.finish(part, calling, _uid(fields[0x0002]).decode())
+                        part = None
+                        sock.sendall(response(fields, 0x8001, ctx))
+                    continue
                 fd, _path, digest = part
                 rest = value
                 while rest:
@@ -247,18 +301,20 @@ def serve_association(sock: socket.socket, store: Store, lock: threading.Lock) -
                     part = None
                     sock.sendall(response(fields, 0x8001, ctx))
     finally:
-        if part is not None:
+        if isinstance(store, VerityStore) and part is not None:
+            store.drop(part)
+        elif part is not None:
             os.close(part[0])
             os.unlink(part[1])
 
 
-def serve(port: int, data: Path, dsn: str) -> None:
+def serve(port: int, data: Path, dsn: str, index: str) -> None:
     listener = socket.socket()
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     listener.bind(("127.0.0.1", port))
     listener.listen(64)
-    store = Store(data, dsn)
+    store = VerityStore() if index == "verity" else Store(data, dsn)
     lock = threading.Lock()
 
     def run(conn: socket.socket) -> None:
@@ -280,15 +336,25 @@ def main() -> int:
     ap.add_argument("--data", required=True)
     ap.add_argument("--dsn", required=True)
     ap.add_argument("--processes", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--index", choices=["lean", "verity"], default="lean",
+                    help="verity: Verity's store (rv.ingest.object_receive) for each object")
     args = ap.parse_args()
-    with psycopg.connect(args.dsn, autocommit=True) as db:
-        db.execute(f"CREATE TABLE IF NOT EXISTS {TABLE} (sop_instance_uid text PRIMARY KEY, "
-                   "sop_class_uid text NOT NULL, sha256 char(64) NOT NULL, size bigint NOT NULL)")
+    if args.index == "verity":  # Django from the checkout this file is in; its env settings
+        import django
+
+        sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+        django.setup()
+    if args.index == "lean":
+        with psycopg.connect(args.dsn, autocommit=True) as db:
+            db.execute(f"CREATE TABLE IF NOT EXISTS {TABLE} (sop_instance_uid text PRIMARY KEY, "
+                       "sop_class_uid text NOT NULL, sha256 char(64) NOT NULL, "
+                       "size bigint NOT NULL)")
     for _ in range(args.processes - 1):
         if os.fork() == 0:
-            serve(args.port, Path(args.data), args.dsn)
+            serve(args.port, Path(args.data), args.dsn, args.index)
             return 0
-    serve(args.port, Path(args.data), args.dsn)
+    serve(args.port, Path(args.data), args.dsn, args.index)
     return 0
 
 
