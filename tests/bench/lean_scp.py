@@ -30,6 +30,7 @@ Little Endian; answers C-ECHO; any other request aborts.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import os
 import socket
@@ -175,10 +176,8 @@ class Store:
         if not leaf.is_dir():
             for folder in (leaf.parent, leaf):
                 if not folder.is_dir():
-                    try:
+                    with contextlib.suppress(FileExistsError):
                         folder.mkdir()
-                    except FileExistsError:
-                        pass
                     _fsync_dir(folder.parent)
         os.replace(path, leaf / f"{sha}.dcm")
         _fsync_dir(leaf)
@@ -320,10 +319,8 @@ def serve(port: int, data: Path, dsn: str, index: str) -> None:
     def run(conn: socket.socket) -> None:
         with conn:
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            try:
+            with contextlib.suppress(ConnectionError, OSError, KeyError, struct.error):
                 serve_association(conn, store, lock)
-            except (ConnectionError, OSError, KeyError, struct.error):
-                pass
 
     while True:
         conn, _ = listener.accept()

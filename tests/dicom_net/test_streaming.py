@@ -160,11 +160,19 @@ def test_a_part_synced_ahead_makes_its_folders_once(settings, tmp_path, monkeypa
     the same new folders at the same time (seen in an strace of the ingest benchmark)."""
     settings.RV_DATA_DIR = str(tmp_path)
     made: list[Path] = []
-    real_ensure = storage._ensure_dir
-    monkeypatch.setattr(storage, "_ensure_dir", lambda p: (made.append(p), real_ensure(p)))
     synced_fsyncs: list[int] = []
-    real_fsync = os.fsync
-    monkeypatch.setattr(storage.os, "fsync", lambda fd: (synced_fsyncs.append(fd), real_fsync(fd)))
+    real_ensure, real_fsync = storage._ensure_dir, os.fsync
+
+    def ensure_dir(path: Path) -> None:
+        made.append(path)
+        real_ensure(path)
+
+    def fsync(fd: int) -> None:
+        synced_fsyncs.append(fd)
+        real_fsync(fd)
+
+    monkeypatch.setattr(storage, "_ensure_dir", ensure_dir)
+    monkeypatch.setattr(storage.os, "fsync", fsync)
     data = b"ahead" * 1000
     part = storage.Part.begin()
     part.append(data)
@@ -178,6 +186,18 @@ def test_a_part_synced_ahead_makes_its_folders_once(settings, tmp_path, monkeypa
     assert storage.absolute_path(placed.rel).read_bytes() == data and _parts() == []
     assert made == []  # the folder is not made (nor its parents fsynced) a second time
     assert len(synced_fsyncs) == 1  # the leaf's, after the rename; the part's was ahead
+
+    # The handler first (its place() while the receiving thread still fsyncs the part):
+    # sync_ahead then only fsyncs.
+    first = b"handler first" * 1000
+    part = storage.Part.begin()
+    part.append(first)
+    leaf = storage.absolute_path(storage.relative_path(part.sha256)).parent
+    made.clear()
+    part.make_folder(leaf)
+    part.sync_ahead()
+    placed = storage.place(first, part.sha256, part)
+    assert made == [leaf] and storage.absolute_path(placed.rel).read_bytes() == first
 
     # Without sync_ahead, the commit makes the folders itself.
     other = b"not ahead" * 1000
