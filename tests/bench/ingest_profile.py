@@ -108,6 +108,8 @@ def main() -> int:
     ap.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
     ap.add_argument("--top", type=int, default=40)
     ap.add_argument("--repo", default=str(ingest.REPO), help="the checkout whose runscp runs")
+    ap.add_argument("--server", choices=["verity", "lean", "lean-index"], default="verity",
+                    help="lean, lean-index: tests/bench/lean_scp.py (see ingest.py's targets)")
     ap.add_argument("--keep", action="store_true", help="keep the work folder")
     args = ap.parse_args()
     spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
@@ -128,9 +130,15 @@ def main() -> int:
     warm = ingest.Batch(template, 20, work / "warm")
     batch = ingest.Batch(template, args.n, work / "batch")
     log = open(work / "runscp.log", "wb")  # noqa: SIM115 - closed below
-    scp = subprocess.Popen([ingest.PY, "manage.py", "runscp", "--host", "127.0.0.1", "--port",
-                            str(PORT), "--processes", "1", "--grace", "5"], cwd=repo, env=env,
-                           stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    cmd = [ingest.PY, "manage.py", "runscp", "--host", "127.0.0.1", "--port", str(PORT),
+           "--processes", "1", "--grace", "5"]
+    if args.server != "verity":  # the ingest benchmark's lean receiver, one process
+        cmd = [ingest.PY, str(repo / "tests" / "bench" / "lean_scp.py"), "--port", str(PORT),
+               "--processes", "1", "--data", str(work / "data"),
+               "--index", "verity" if args.server == "lean-index" else "lean",
+               "--dsn", f"host={ingest.PG_SOCKET} user=postgres dbname={DB}"]
+    scp = subprocess.Popen(cmd, cwd=repo, env=env, stdout=log, stderr=subprocess.STDOUT,
+                           start_new_session=True)
     sampler = None
     try:
         ingest._wait_port(PORT, scp, work / "runscp.log")
