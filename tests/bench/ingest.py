@@ -12,6 +12,9 @@ senders (each sender one association carrying its share of the files) to:
   orthanc   Orthanc from Debian's package, default SQLite index, SyncStorageArea (fsync)
   verity    manage.py runscp on PostgreSQL (Unix socket): fsync + rename + dir fsync and
             the index row committed before each 0x0000
+  lean      tests/bench/lean_scp.py: a store-only Python receiver with Verity's flushes and
+            nothing else of Verity's (an experiment: the ceiling of a Python receiver);
+            lean-index (not by default) the same on Verity's store
 
 in rounds that alternate the targets, so drift in the (shared) machine's load hits all of
 them alike. Every measurement uses objects with fresh UIDs, so each target really stores.
@@ -278,6 +281,7 @@ class OrthancPG(Orthanc):
 class Verity(Target):
     repo: Path = REPO  # --verity-repo: another checkout's runscp, to measure a change
     db: str = PG_DB
+    table: str = "archive_instance"  # where stored() counts the batch's objects
 
     def db_url(self) -> str:
         return f"postgres://postgres@/{self.db}?host={PG_SOCKET}"
@@ -287,8 +291,9 @@ class Verity(Target):
         subprocess.run(psql + ["-c", f"DROP DATABASE IF EXISTS {self.db}"], check=True,
                        timeout=60)
         subprocess.run(psql + ["-c", f"CREATE DATABASE {self.db}"], check=True, timeout=60)
-        subprocess.run([PY, "manage.py", "migrate", "--no-input", "-v0"], cwd=self.repo,
-                       env=self.env(False), check=True, timeout=300)
+        if self.table == "archive_instance":
+            subprocess.run([PY, "manage.py", "migrate", "--no-input", "-v0"], cwd=self.repo,
+                           env=self.env(False), check=True, timeout=300)
 
     def env(self, nodelay: bool) -> dict[str, str]:
         env = super().env(nodelay)
@@ -309,7 +314,7 @@ class Verity(Target):
     def stored(self, batch: Batch) -> int:
         out = subprocess.run(
             ["psql", "-h", PG_SOCKET, "-U", "postgres", "-d", self.db, "-tAq", "-c",
-             "SELECT count(*) FROM archive_instance WHERE sop_instance_uid LIKE "
+             f"SELECT count(*) FROM {self.table} WHERE sop_instance_uid LIKE "
              f"'{batch.prefix}.%'"], capture_output=True, text=True, check=True, timeout=60)
         return int(out.stdout.strip())
 
@@ -319,42 +324,25 @@ class Lean(Verity):
     pynetdicom, pydicom, Django or Verity's other work; the ceiling of a Python receiver."""
 
     db: str = PG_DB + "_lean"
-
-    def prepare(self) -> None:
-        psql = ["psql", "-h", PG_SOCKET, "-U", "postgres", "-q", "-v", "ON_ERROR_STOP=1"]
-        subprocess.run(psql + ["-c", f"DROP DATABASE IF EXISTS {self.db}"], check=True,
-                       timeout=60)
-        subprocess.run(psql + ["-c", f"CREATE DATABASE {self.db}"], check=True, timeout=60)
+    table: str = "lean_instance"  # lean_scp.py's own
+    index: str = "lean"
 
     def start(self, nodelay: bool) -> None:
         cmd = [PY, str(REPO / "tests" / "bench" / "lean_scp.py"), "--port", str(PORT),
-               "--data", str(self.work / f"{self.name}-data"),
+               "--data", str(self.work / f"{self.name}-data"), "--index", self.index,
                "--dsn", f"host={PG_SOCKET} user=postgres dbname={self.db}"]
         if self.processes:
             cmd += ["--processes", str(self.processes)]
         self._spawn(cmd, self.env(nodelay))
 
-    def stored(self, batch: Batch) -> int:
-        out = subprocess.run(
-            ["psql", "-h", PG_SOCKET, "-U", "postgres", "-d", self.db, "-tAq", "-c",
-             "SELECT count(*) FROM lean_instance WHERE sop_instance_uid LIKE "
-             f"'{batch.prefix}.%'"], capture_output=True, text=True, check=True, timeout=60)
-        return int(out.stdout.strip())
 
-
-class LeanIndex(Verity):
+class LeanIndex(Lean):
     """lean_scp.py --index verity: the lean receiver handing each object to Verity's store
     (rv.ingest.object_receive), on a migrated database as Verity's."""
 
     db: str = PG_DB + "_lean_index"
-
-    def start(self, nodelay: bool) -> None:
-        cmd = [PY, str(REPO / "tests" / "bench" / "lean_scp.py"), "--port", str(PORT),
-               "--data", str(self.work / f"{self.name}-data"), "--index", "verity",
-               "--dsn", "unused"]
-        if self.processes:
-            cmd += ["--processes", str(self.processes)]
-        self._spawn(cmd, self.env(nodelay))
+    table: str = "archive_instance"
+    index: str = "verity"
 
 
 def _pid_of(batch: Batch) -> str:
@@ -598,7 +586,7 @@ def main() -> int:
     ap.add_argument("--kinds", nargs="+", default=list(KIND_LABELS), choices=list(KIND_LABELS),
                     help="which objects to send (default: all workloads)")
     ap.add_argument("--targets", nargs="+",
-                    default=["storescp", "orthanc", "orthanc-pg", "verity"],
+                    default=["storescp", "orthanc", "orthanc-pg", "lean", "verity"],
                     choices=["storescp", "orthanc", "orthanc-pg", "verity", "verity-base",
                              "lean", "lean-index"],
                     help="verity-base: runscp of --baseline-repo, beside verity in one run; "
