@@ -508,6 +508,7 @@ def run(args: argparse.Namespace) -> int:
     cases = [c for c in cases if c.mode in args.modes and c.kind in args.kinds]
 
     results: dict[tuple[str, Case], list[float]] = {}
+    cpu: dict[tuple[str, Case], list[tuple[float, float]]] = {}
     seq = 0
     try:
         for rnd in range(args.rounds):
@@ -520,8 +521,12 @@ def run(args: argparse.Namespace) -> int:
                         for case in [c for c in cases if c.mode == mode]:
                             seq += 1
                             batch = Batch(templates[case.kind], case.n, work / f"batch-{seq}")
+                            before = _target_cpu(t), _postgres_cpu()
                             secs = send(batch, case.senders, nodelay, args.pdu,
                                         case.per_object)
+                            after = _target_cpu(t), _postgres_cpu()  # before stored()'s psql
+                            cpu.setdefault((t.name, case), []).append(tuple(
+                                (b - a) * 1000 / case.n for a, b in zip(before, after)))
                             deadline = time.monotonic() + 30
                             got = t.stored(batch)
                             while got < case.n and time.monotonic() < deadline:
@@ -542,7 +547,58 @@ def run(args: argparse.Namespace) -> int:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
     report(results, [t.name for t in targets], cases, args)
+    report_cpu(cpu, [t.name for t in targets], cases)
     return 0
+
+
+def _cpu_seconds(pick: Any) -> float:
+    """User + system CPU, with reaped children's, of the processes `pick(pgrp, comm)` picks."""
+    ticks = 0
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            raw = Path(entry.path, "stat").read_text()
+        except OSError:
+            continue  # gone meanwhile
+        comm = raw[raw.index("(") + 1:raw.rindex(")")]
+        fields = raw[raw.rindex(")") + 2:].split()  # state, ppid, pgrp, ... (proc(5))
+        if pick(int(fields[2]), comm):
+            ticks += sum(int(x) for x in fields[11:15])  # utime stime cutime cstime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _target_cpu(t: Target) -> float:
+    """The target's processes: its own session's group (storescp's forked children and the
+    PostgreSQL backends are not in it; children it reaped count in its cutime)."""
+    pgid = t.proc.pid if t.proc is not None else -1
+    return _cpu_seconds(lambda pgrp, comm: pgrp == pgid)
+
+
+def _postgres_cpu() -> float:
+    """Every PostgreSQL process (the postmaster's cutime holds its ended backends): the
+    index's share for the targets that keep it there; the machine is otherwise quiet."""
+    return _cpu_seconds(lambda pgrp, comm: comm.startswith("postgres"))
+
+
+def report_cpu(cpu: dict, names: list[str], cases: list[Case]) -> None:
+    """CPU per object, the steadier figure on a shared machine: the target's processes and
+    PostgreSQL's (the senders' not counted)."""
+    log("")
+    log("CPU per object, ms, median: the target's processes + PostgreSQL's (= in all)")
+    log("| mode | objects | sent as | senders | " + " | ".join(names) + " |")
+    log("|" + "---|" * (4 + len(names)))
+    for case in cases:
+        cells = []
+        for name in names:
+            samples = cpu.get((name, case), [])
+            if not samples:
+                cells.append("-")
+                continue
+            own = statistics.median(x for x, _ in samples)
+            pg = statistics.median(y for _, y in samples)
+            cells.append(f"{own:.1f} + {pg:.1f} (= {own + pg:.1f})")
+        log(f"| {case.label} | {case.senders} | " + " | ".join(cells) + " |")
 
 
 def report(results: dict, names: list[str], cases: list[Case], args: argparse.Namespace) -> None:
